@@ -1,0 +1,57 @@
+"""deqbench: which way of differentiating a deep equilibrium model is right, and what it costs.
+
+The Python API in a few lines::
+
+    import deqbench
+    problem = deqbench.get_problem("tanh", m=32)
+    result = deqbench.query("analytic", problem, "pinn_grad")
+    result.values, result.converged
+"""
+
+from __future__ import annotations
+
+from deqbench.problems.base import PROBLEMS, FunctionProblem, Problem
+from deqbench.queries import (
+    QUERIES,
+    NotConvergedWarning,
+    QueryResult,
+    UnsupportedQueryError,
+)
+from deqbench.strategies.base import STRATEGIES, Strategy
+
+__version__ = "0.1.0"
+
+
+def get_strategy(name: str, **settings) -> Strategy:
+    """A strategy by registry name, with solver settings (f_tol=..., b_max_iter=...)."""
+    return STRATEGIES.get(name)(**settings)
+
+
+def get_problem(name: str, preset: str = "default", **kwargs) -> Problem:
+    """A problem instance by registry name: a size preset, overrides, seed, dtype, device."""
+    return PROBLEMS.get(name)(preset, **kwargs)
+
+
+def query(strategy: str | Strategy, problem: Problem, name: str) -> QueryResult:
+    """Answer one query; warns (NotConvergedWarning) when a solve did not converge."""
+    if isinstance(strategy, str):
+        strategy = get_strategy(strategy)
+    result = strategy.run(name, problem)
+    result.warn_if_not_converged()
+    return result
+
+
+__all__ = [
+    "PROBLEMS",
+    "QUERIES",
+    "STRATEGIES",
+    "FunctionProblem",
+    "NotConvergedWarning",
+    "Problem",
+    "QueryResult",
+    "Strategy",
+    "UnsupportedQueryError",
+    "get_problem",
+    "get_strategy",
+    "query",
+]

@@ -1,0 +1,1 @@
+"""The harness: the oracle, the strategy x problem x query matrix, cell runner and CLI."""

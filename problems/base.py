@@ -1,0 +1,225 @@
+"""The Problem interface: a DEQ layer, its parameters, inputs, directions and losses.
+
+A problem instance holds everything a query needs:
+
+- ``f(theta, x, z)``: the layer, batched over samples (``x``: (batch, n), ``z``: (batch, m)),
+  with ``theta`` a dict of named parameter tensors. Samples must be independent.
+- ``theta``, ``x``: the parameter values and the inputs the queries are evaluated at.
+- ``directions``: named unit vectors in input space. ``"t"`` is the direction of ``jvp``,
+  ``jvp2`` and ``pinn_grad``; ``"x"`` that of ``pinn2_grad`` (it defaults to ``"t"``).
+- ``data_loss(theta, x, z)``: a scalar loss on z* (the ``grad`` query).
+- ``physics_loss(theta, x, z, dz)``: a scalar loss on (z*, dz*/dt) (``pinn_grad``).
+- ``physics2_loss(theta, x, z, dz, d2z)``: a scalar loss on the derivatives along ``"x"``
+  (``pinn2_grad``).
+
+A problem without a physics loss simply does not exercise the queries that need one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import torch
+
+from deqbench.queries import QUERIES
+from deqbench.registry import Registry
+
+PROBLEMS: Registry[Problem] = Registry("problem", "deqbench.problems")
+
+Theta = dict[str, torch.Tensor]
+
+
+class Problem:
+    """Base class. Subclasses set ``name`` and ``presets`` and implement ``build`` and ``f``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    #: Named sizes; every preset names the same knobs. "quick" is what CI runs.
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
+    #: The `hessian` query builds a (batch, m, n, n) tensor: only for inputs this small.
+    hessian_max_n: ClassVar[int] = 8
+
+    theta: Theta
+    x: torch.Tensor
+    directions: dict[str, torch.Tensor]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:  # abstract helpers set no name and stay unregistered
+            PROBLEMS.add(cls)
+
+    def __init__(
+        self,
+        preset: str = "default",
+        *,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        **overrides: Any,
+    ):
+        self.preset = preset
+        self.size = self.resolve_size(preset, overrides)
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.seed = seed
+        generator = torch.Generator().manual_seed(seed)
+        self.build(generator, **self.size)
+        self._check_built()
+
+    # ----------------------------------------------------------------- sizes
+    @classmethod
+    def resolve_size(cls, preset: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """The preset's knobs with overrides applied; unknown names are an error."""
+        if preset not in cls.presets:
+            raise ValueError(
+                f"problem {cls.name!r} has no size preset {preset!r}; "
+                f"known: {', '.join(cls.presets)}"
+            )
+        size = dict(cls.presets[preset])
+        unknown = sorted(set(overrides) - set(size))
+        if unknown:
+            raise ValueError(
+                f"problem {cls.name!r} has no size knob {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(size)}"
+            )
+        for key, value in overrides.items():
+            size[key] = type(size[key])(value)
+        return size
+
+    # -------------------------------------------------------- to be provided
+    def build(self, generator: torch.Generator, **size: Any) -> None:
+        """Set ``theta``, ``x`` and ``directions`` from the size knobs."""
+        raise NotImplementedError
+
+    def f(self, theta: Theta, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def data_loss(self, theta: Theta, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Default: half the mean squared model output."""
+        return 0.5 * self.output(theta, z).square().mean()
+
+    def output(self, theta: Theta, z: torch.Tensor) -> torch.Tensor:
+        """The model output built on z* (a head); the identity by default."""
+        return z
+
+    physics_loss: Callable[..., torch.Tensor] | None = None
+    physics2_loss: Callable[..., torch.Tensor] | None = None
+
+    def reference(self, query: str) -> dict[str, torch.Tensor] | None:
+        """A closed-form answer for a query, where the problem has one."""
+        return None
+
+    # ------------------------------------------------------------- derived
+    def tensor(self, data, **kwargs) -> torch.Tensor:
+        return torch.as_tensor(data, dtype=self.dtype, device=self.device, **kwargs)
+
+    def randn(self, generator: torch.Generator, *shape: int) -> torch.Tensor:
+        """Seeded normal samples, drawn in float64 on the CPU whatever the device and dtype."""
+        sample = torch.randn(*shape, generator=generator, dtype=torch.float64)
+        return sample.to(dtype=self.dtype, device=self.device)
+
+    def z_init(self) -> torch.Tensor:
+        return torch.zeros(self.batch, self.m, dtype=self.dtype, device=self.device)
+
+    @property
+    def batch(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[1]
+
+    @property
+    def m(self) -> int:
+        """State width: the ``m`` size knob (override where the state is sized otherwise)."""
+        return self.size["m"]
+
+    def direction(self, query: str) -> torch.Tensor:
+        """The input direction a query differentiates along."""
+        if query == "pinn2_grad":
+            return self.directions.get("x", self.directions["t"])
+        return self.directions["t"]
+
+    def unsupported_reason(self, query: str) -> str | None:
+        """Why this problem cannot pose a query, or None if it can."""
+        if query == "pinn_grad" and self.physics_loss is None:
+            return f"problem {self.name!r} has no physics loss on dz*/dt"
+        if query == "pinn2_grad" and self.physics2_loss is None:
+            return f"problem {self.name!r} has no physics loss on d2z*/dx2"
+        if query == "hessian" and self.n > self.hessian_max_n:
+            return f"input dimension n={self.n} > {self.hessian_max_n} for a dense Hessian"
+        return None
+
+    def instance_key(self) -> dict[str, Any]:
+        """What identifies this instance's numbers (the oracle cache key)."""
+        return {
+            "problem": self.name,
+            **self.size,
+            "seed": self.seed,
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+
+    def _check_built(self) -> None:
+        for attr in ("theta", "x", "directions"):
+            if not hasattr(self, attr):
+                raise TypeError(f"{type(self).__name__}.build() did not set `{attr}`")
+        if self.x.ndim != 2:
+            raise TypeError(
+                f"{type(self).__name__}: x must be (batch, n), got {tuple(self.x.shape)}"
+            )
+        if "t" not in self.directions:
+            raise TypeError(f"{type(self).__name__}: directions must include 't'")
+        for key, e in self.directions.items():
+            if e.shape != (self.n,):
+                raise TypeError(f"direction {key!r} must have shape ({self.n},)")
+
+    def __repr__(self) -> str:
+        knobs = ", ".join(f"{k}={v}" for k, v in self.size.items())
+        return f"{type(self).__name__}({knobs}, seed={self.seed}, dtype={self.dtype})"
+
+
+class FunctionProblem(Problem):
+    """A problem built from a user's own layer in a few lines, without a subclass.
+
+    >>> problem = FunctionProblem(f=my_layer, theta={"W": W}, x=x, m=16)
+    """
+
+    def __init__(
+        self,
+        *,
+        f: Callable[[Theta, torch.Tensor, torch.Tensor], torch.Tensor],
+        theta: Theta,
+        x: torch.Tensor,
+        m: int,
+        directions: dict[str, torch.Tensor] | None = None,
+        data_loss: Callable[..., torch.Tensor] | None = None,
+        physics_loss: Callable[..., torch.Tensor] | None = None,
+        physics2_loss: Callable[..., torch.Tensor] | None = None,
+        name: str = "custom",
+    ):
+        self.name = name  # instance attribute: a function problem is never registered
+        self.preset, self.size, self.seed = "custom", {"m": m}, 0
+        self.dtype, self.device = x.dtype, x.device
+        self._f, self._m = f, m
+        self.theta, self.x = dict(theta), x
+        if directions is None:
+            e = torch.zeros(x.shape[1], dtype=x.dtype, device=x.device)
+            e[0] = 1
+            directions = {"t": e}
+        self.directions = directions
+        if data_loss is not None:
+            self.data_loss = data_loss
+        self.physics_loss, self.physics2_loss = physics_loss, physics2_loss
+        self._check_built()
+
+    def f(self, theta, x, z):
+        return self._f(theta, x, z)
+
+    @property
+    def m(self) -> int:
+        return self._m
+
+
+def supported_queries(problem: Problem) -> list[str]:
+    return [q for q in QUERIES if problem.unsupported_reason(q) is None]

@@ -1,0 +1,46 @@
+"""`tanh`: a random contractive DEQ, z = tanh(W z + U x + b).
+
+W is scaled to spectral norm ``rho``; since tanh is 1-Lipschitz the layer is a contraction
+in z whenever rho < 1 (and may diverge when rho > 1). Toy physics losses exercise the
+derivative queries: ``dz/dt + z = 0`` (pinn_grad) and ``d2z/dx2 + z = 0`` (pinn2_grad).
+"""
+
+import torch
+from deqbench.problems.base import Problem
+
+
+def spectral_scaled(matrix: torch.Tensor, rho: float) -> torch.Tensor:
+    return matrix * (rho / torch.linalg.matrix_norm(matrix, ord=2))
+
+
+class TanhDEQ(Problem):
+    name = "tanh"
+    description = "random contractive z = tanh(W z + U x + b); toy ODE/PDE residuals"
+    presets = {
+        "quick": {"m": 8, "n": 3, "batch": 4, "rho": 0.8},
+        "default": {"m": 32, "n": 4, "batch": 16, "rho": 0.8},
+        "large": {"m": 256, "n": 4, "batch": 128, "rho": 0.8},
+    }
+
+    def build(self, generator, *, m, n, batch, rho):
+        self.theta = {
+            "W": spectral_scaled(self.randn(generator, m, m), rho),
+            "U": self.randn(generator, m, n) / n**0.5,
+            "b": 0.5 * self.randn(generator, m),
+        }
+        self.x = self.randn(generator, batch, n)
+        self.target = 0.5 * self.randn(generator, batch, m)
+        eye = torch.eye(n, dtype=self.dtype, device=self.device)
+        self.directions = {"t": eye[0], "x": eye[-1]}
+
+    def f(self, theta, x, z):
+        return torch.tanh(z @ theta["W"].T + x @ theta["U"].T + theta["b"])
+
+    def data_loss(self, theta, x, z):
+        return 0.5 * (z - self.target).square().sum(dim=1).mean()
+
+    def physics_loss(self, theta, x, z, dz):
+        return (dz + z).square().sum(dim=1).mean()
+
+    def physics2_loss(self, theta, x, z, dz, d2z):
+        return (d2z + z).square().sum(dim=1).mean()

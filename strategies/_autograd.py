@@ -1,0 +1,122 @@
+"""Shared machinery of the strategies whose z* is a differentiable torch function.
+
+`unrolled`, `iterative-backward` and `implicit-vjp` differ only in how they build z* for
+autograd; every query is then what a PINN practitioner writes: reverse-mode autograd with
+``create_graph`` for each order above the first.
+
+Derivatives with respect to inputs are taken per sample: each sample gets its own offset
+``s`` along the query's direction (``x + s e``), so one reverse pass gives the derivative of
+every sample at once. A full tangent dz*/ds (m numbers a sample) comes from the
+double-backward trick: ``w(u) = <u, dz/ds>`` is linear in a dummy cotangent ``u``, and
+differentiating ``w`` with respect to ``u`` gives dz/ds in two reverse passes whatever m is.
+"""
+
+from __future__ import annotations
+
+import torch
+from deqbench.problems.base import Problem, Theta
+from deqbench.strategies.base import Strategy
+
+from deqbench.queries import QUERIES
+
+
+class AutogradStrategy(Strategy):
+    supported_queries = frozenset(QUERIES)
+
+    def z_star(self, problem: Problem, theta: Theta, x: torch.Tensor) -> torch.Tensor:
+        """The fixed point as a function autograd can differentiate in theta and x."""
+        raise NotImplementedError
+
+    # --------------------------------------------------------------- helpers
+    def input_derivative(
+        self, z: torch.Tensor, offsets: torch.Tensor, create_graph: bool
+    ) -> torch.Tensor:
+        """dz/d offsets per sample, (batch, m, k), by the double-backward trick.
+
+        The dummy cotangent is ones, not zeros: its value does not change the (linear) result,
+        but a backward solver that starts from a zero cotangent stops at once.
+        """
+        dummy = torch.ones_like(z, requires_grad=True)
+        (w,) = torch.autograd.grad(
+            z, offsets, dummy, create_graph=True, allow_unused=True, materialize_grads=True
+        )
+        columns = [
+            torch.autograd.grad(w[:, i].sum(), dummy, create_graph=create_graph, retain_graph=True)[
+                0
+            ]
+            for i in range(offsets.shape[1])
+        ]
+        return torch.stack(columns, dim=-1)
+
+    @staticmethod
+    def leaf_theta(problem: Problem) -> Theta:
+        return {k: v.detach().clone().requires_grad_(True) for k, v in problem.theta.items()}
+
+    @staticmethod
+    def offset_inputs(problem: Problem, directions: torch.Tensor):
+        """Per-sample offsets (batch, k) along ``directions`` (k, n), and the shifted inputs."""
+        offsets = torch.zeros(
+            problem.batch,
+            directions.shape[0],
+            dtype=problem.dtype,
+            device=problem.device,
+            requires_grad=True,
+        )
+        return offsets, problem.x + offsets @ directions
+
+    def along(self, problem: Problem, query: str, theta: Theta, order: int, create_graph: bool):
+        """z*, and its first ``order`` derivatives along the query's direction."""
+        offsets, xs = self.offset_inputs(problem, problem.direction(query)[None])
+        derivatives = [self.z_star(problem, theta, xs)]
+        for k in range(order):
+            last = k == order - 1
+            d = self.input_derivative(derivatives[-1], offsets, create_graph or not last)
+            derivatives.append(d[..., 0])
+        return xs, derivatives
+
+    @staticmethod
+    def parameter_gradient(loss: torch.Tensor, theta: Theta) -> dict[str, torch.Tensor]:
+        grads = torch.autograd.grad(
+            loss, list(theta.values()), allow_unused=True, materialize_grads=True
+        )
+        return {name: g.detach() for name, g in zip(theta, grads, strict=True)}
+
+    # --------------------------------------------------------------- queries
+    def forward(self, problem: Problem):
+        with torch.no_grad():
+            z = self.z_star(problem, problem.theta, problem.x)
+            return {"z_star": z, "output": problem.output(problem.theta, z)}
+
+    def jvp(self, problem: Problem):
+        _, (_, v) = self.along(problem, "jvp", problem.theta, 1, create_graph=False)
+        return {"dz_dt": v.detach()}
+
+    def jvp2(self, problem: Problem):
+        _, (_, _, w) = self.along(problem, "jvp2", problem.theta, 2, create_graph=False)
+        return {"d2z_dt2": w.detach()}
+
+    def grad(self, problem: Problem):
+        theta = self.leaf_theta(problem)
+        z = self.z_star(problem, theta, problem.x)
+        return self.parameter_gradient(problem.data_loss(theta, problem.x, z), theta)
+
+    def pinn_grad(self, problem: Problem):
+        theta = self.leaf_theta(problem)
+        xs, (z, v) = self.along(problem, "pinn_grad", theta, 1, create_graph=True)
+        return self.parameter_gradient(problem.physics_loss(theta, xs, z, v), theta)
+
+    def pinn2_grad(self, problem: Problem):
+        theta = self.leaf_theta(problem)
+        xs, (z, v, w) = self.along(problem, "pinn2_grad", theta, 2, create_graph=True)
+        return self.parameter_gradient(problem.physics2_loss(theta, xs, z, v, w), theta)
+
+    def hessian(self, problem: Problem):
+        eye = torch.eye(problem.n, dtype=problem.dtype, device=problem.device)
+        offsets, xs = self.offset_inputs(problem, eye)
+        z = self.z_star(problem, problem.theta, xs)
+        jacobian = self.input_derivative(z, offsets, create_graph=True)  # (batch, m, n)
+        rows = [
+            self.input_derivative(jacobian[..., i], offsets, create_graph=False)
+            for i in range(problem.n)
+        ]
+        return {"d2z_dx2": torch.stack(rows, dim=-2).detach()}

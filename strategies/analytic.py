@@ -1,0 +1,189 @@
+"""`analytic`: implicit differentiation of the tangent DEQ, matrix-free (DESIGN.md section 2).
+
+Everything is a linear fixed-point solve with ``J = df/dz`` at the fixed point (tangents) or
+its transpose (adjoints); every right-hand side is a directional derivative of ``f`` from
+nested ``torch.func.jvp``/``vjp`` calls. No m x m (let alone m x m x n) tensor is formed and
+no autograd graph outlives a solver step, so memory does not grow with iteration counts.
+
+Derivatives of order k along a direction e come from the *Taylor map*: the first k
+derivatives at tau = 0 of
+
+    tau -> f(theta, x + tau e, z + tau v1 + tau^2/2 v2 + ...),
+
+whose i-th entry is ``J v_i + r_i(z, v_1 .. v_{i-1})``. The tangents solve ``v_i = J v_i + r_i``
+one order at a time. For the gradient of a loss on (z*, v_1 .. v_k), the stacked
+(z, v_1 .. v_k) is the fixed point of the Taylor map, whose Jacobian is block lower-triangular
+with J on the diagonal: its adjoint is solved block by block from the highest order down
+(k + 1 solves the size of the original one).
+"""
+
+from __future__ import annotations
+
+import torch
+from deqbench.strategies.base import Strategy
+from torch.func import jvp
+
+from deqbench.queries import QUERIES
+
+
+def taylor_map(f, theta, x, e, z, tangents):
+    """[f, d/dtau f, ..., d^k/dtau^k f] at tau = 0 along (e, z + sum tau^i/i! v_i)."""
+
+    def path(tau):
+        z_tau, coefficient = z, 1.0
+        for i, v in enumerate(tangents, start=1):
+            coefficient = coefficient * tau / i
+            z_tau = z_tau + coefficient * v
+        return (f(theta, x + tau * e, z_tau),)
+
+    def nest(order):
+        if order == 0:
+            return path
+
+        inner = nest(order - 1)
+
+        def derivatives(tau):
+            primal, tangent = jvp(inner, (tau,), (torch.ones_like(tau),))
+            return (*primal, tangent[-1])
+
+        return derivatives
+
+    tau = torch.zeros((), dtype=z.dtype, device=z.device)
+    return list(nest(len(tangents))(tau))
+
+
+def _grad(outputs, inputs, cotangents=None):
+    """Plain reverse-mode vjp on a retained graph; inputs that do not matter get zeros."""
+    if isinstance(outputs, torch.Tensor):
+        outputs = [outputs]
+        cotangents = None if cotangents is None else [cotangents]
+    return torch.autograd.grad(
+        outputs, inputs, cotangents, retain_graph=True, allow_unused=True, materialize_grads=True
+    )
+
+
+class Analytic(Strategy):
+    name = "analytic"
+    description = "linear fixed-point solves with (I - J) and its transpose; jvp/vjp only"
+    supported_queries = frozenset(QUERIES)
+    exact_queries = frozenset(QUERIES)
+
+    # --------------------------------------------------------------- pieces
+    def fixed_point(self, problem, theta, x):
+        with torch.no_grad():
+            return self.solve_forward(lambda z: problem.f(theta, x, z), problem.z_init())
+
+    def tangents(self, problem, theta, x, e, z, order):
+        """v_1 .. v_order along e: one linear solve each, v_i = J v_i + r_i."""
+        f = problem.f
+        tangents = []
+        for _ in range(order):
+            zero = torch.zeros_like(z)
+            rhs = taylor_map(f, theta, x, e, z, [*tangents, zero])[-1]
+
+            def step(v, rhs=rhs):
+                return jvp(lambda z_: f(theta, x, z_), (z,), (v,))[1] + rhs
+
+            tangents.append(self.solve_backward(step, rhs))
+        return tangents
+
+    def loss_gradient(self, problem, loss, theta, x, e, z, tangents):
+        """d loss(theta, z*, v_1..v_k)/d theta by back substitution through the Taylor map.
+
+        Reverse mode uses plain autograd on graphs built once (of f, of the Taylor map and of
+        the loss) and reused by every solver step, so what autograd saves does not grow
+        with iterations (and ``saved_tensors_hooks``, which torch.func.vjp refuses, see it).
+        """
+        f = problem.f
+        k = len(tangents)
+        with torch.enable_grad():
+            theta = {name: t.detach().requires_grad_(True) for name, t in theta.items()}
+            state = [s.detach().requires_grad_(True) for s in (z, *tangents)]
+            loss_partials = _grad(loss(theta, *state), [*theta.values(), *state])
+            loss_theta, loss_state = loss_partials[: len(theta)], loss_partials[len(theta) :]
+            f_z = f(theta, x, state[0])
+            taylor = taylor_map(f, theta, x, e, state[0], state[1:])
+
+        def map_vjp(cotangents, wrt):
+            return _grad(taylor, wrt, cotangents)
+
+        adjoints: list[torch.Tensor] = [torch.zeros_like(z)] * (k + 1)
+        for j in range(k, -1, -1):
+            rhs = loss_state[j]
+            if j < k:  # coupling from the higher orders, already solved
+                rhs = rhs + map_vjp(adjoints, [state[j]])[0]
+
+            def step(g, rhs=rhs):
+                return _grad(f_z, [state[0]], g)[0] + rhs
+
+            adjoints[j] = self.solve_backward(step, rhs)
+        theta_from_state = map_vjp(adjoints, list(theta.values()))
+        return {
+            name: (a + b).detach()
+            for name, a, b in zip(theta, loss_theta, theta_from_state, strict=True)
+        }
+
+    # -------------------------------------------------------------- queries
+    @torch.no_grad()
+    def forward(self, problem):
+        z = self.fixed_point(problem, problem.theta, problem.x)
+        return {"z_star": z, "output": problem.output(problem.theta, z)}
+
+    @torch.no_grad()
+    def jvp(self, problem):
+        return {"dz_dt": self._along(problem, "jvp", 1)[-1]}
+
+    @torch.no_grad()
+    def jvp2(self, problem):
+        return {"d2z_dt2": self._along(problem, "jvp2", 2)[-1]}
+
+    def _along(self, problem, query, order):
+        theta, x, e = problem.theta, problem.x, problem.direction(query)
+        z = self.fixed_point(problem, theta, x)
+        return [z, *self.tangents(problem, theta, x, e, z, order)]
+
+    @torch.no_grad()
+    def grad(self, problem):
+        theta, x = problem.theta, problem.x
+        z = self.fixed_point(problem, theta, x)
+        loss = lambda th, z_: problem.data_loss(th, x, z_)  # noqa: E731
+        return self.loss_gradient(problem, loss, theta, x, problem.direction("jvp"), z, [])
+
+    @torch.no_grad()
+    def pinn_grad(self, problem):
+        return self._physics_gradient(problem, "pinn_grad", problem.physics_loss, 1)
+
+    @torch.no_grad()
+    def pinn2_grad(self, problem):
+        return self._physics_gradient(problem, "pinn2_grad", problem.physics2_loss, 2)
+
+    def _physics_gradient(self, problem, query, physics_loss, order):
+        theta, x, e = problem.theta, problem.x, problem.direction(query)
+        z, *tangents = self._along(problem, query, order)
+        loss = lambda th, z_, *vs: physics_loss(th, x, z_, *vs)  # noqa: E731
+        return self.loss_gradient(problem, loss, theta, x, e, z, tangents)
+
+    @torch.no_grad()
+    def hessian(self, problem):
+        """All second derivatives at once by polarisation, batched over direction pairs.
+
+        H(e_i, e_j) = (D2(e_i + e_j) - D2(e_i) - D2(e_j)) / 2, where D2(e) is d2z*/dtau2
+        along e; the n(n+1)/2 directions are stacked along the batch.
+        """
+        theta, n, batch = problem.theta, problem.n, problem.batch
+        eye = torch.eye(n, dtype=problem.dtype, device=problem.device)
+        pairs = [(i, j) for i in range(n) for j in range(i, n)]
+        directions = torch.stack([eye[i] + eye[j] if i != j else eye[i] for i, j in pairs])
+        x = problem.x.repeat(len(pairs), 1)
+        e = directions.repeat_interleave(batch, dim=0)
+        z = self.fixed_point(problem, theta, problem.x).repeat(len(pairs), 1)
+        second = self.tangents(problem, theta, x, e, z, 2)[-1].reshape(len(pairs), batch, -1)
+        pure = {i: second[p] for p, (i, j) in enumerate(pairs) if i == j}
+        hessian = torch.empty(
+            batch, second.shape[-1], n, n, dtype=problem.dtype, device=problem.device
+        )
+        for p, (i, j) in enumerate(pairs):
+            value = pure[i] if i == j else (second[p] - pure[i] - pure[j]) / 2
+            hessian[:, :, i, j] = value
+            hessian[:, :, j, i] = value
+        return {"d2z_dx2": hessian}
