@@ -29,9 +29,7 @@ QUERIES: dict[str, Query] = {
         Query("jvp", 1, "dz*/dt along the problem's t direction"),
         Query("jvp2", 2, "d2z*/dt2 along the problem's t direction"),
         Query("grad", 1, "gradient of the data loss on z* w.r.t. every parameter"),
-        Query(
-            "pinn_grad", 2, "gradient w.r.t. every parameter of the physics loss on (z*, dz*/dt)"
-        ),
+        Query("pinn_grad", 2, "gradient w.r.t. every parameter of the physics loss on (z*, dz*/dt)"),
         Query("pinn2_grad", 3, "gradient w.r.t. every parameter of the loss on d2z*/dx2"),
         Query("hessian", 2, "full input Hessian d2z*/dx2, shape (batch, m, n, n); small n only"),
     ]

@@ -120,9 +120,7 @@ SOLVERS: dict[str, Callable[..., Solution]] = {
 }
 
 
-def solve(
-    name: str, g: Map, z0: torch.Tensor, *, tol: float, max_iter: int, phase: str
-) -> Solution:
+def solve(name: str, g: Map, z0: torch.Tensor, *, tol: float, max_iter: int, phase: str) -> Solution:
     """Dispatch by solver name, with a clear error for an unknown one."""
     try:
         solver = SOLVERS[name]

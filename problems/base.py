@@ -17,6 +17,7 @@ A problem without a physics loss simply does not exercise the queries that need 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -73,8 +74,7 @@ class Problem:
         """The preset's knobs with overrides applied; unknown names are an error."""
         if preset not in cls.presets:
             raise ValueError(
-                f"problem {cls.name!r} has no size preset {preset!r}; "
-                f"known: {', '.join(cls.presets)}"
+                f"problem {cls.name!r} has no size preset {preset!r}; known: {', '.join(cls.presets)}"
             )
         size = dict(cls.presets[preset])
         unknown = sorted(set(overrides) - set(size))
@@ -151,6 +151,23 @@ class Problem:
             return f"input dimension n={self.n} > {self.hessian_max_n} for a dense Hessian"
         return None
 
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+        """A copy with every tensor attribute (and dict of tensors) moved and cast."""
+        device = self.device if device is None else torch.device(device)
+        dtype = self.dtype if dtype is None else dtype
+
+        def convert(value):
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                return value.detach().to(device=device, dtype=dtype)
+            if isinstance(value, dict) and any(isinstance(v, torch.Tensor) for v in value.values()):
+                return {k: convert(v) for k, v in value.items()}
+            return value
+
+        clone = copy.copy(self)
+        clone.__dict__.update({k: convert(v) for k, v in self.__dict__.items()})
+        clone.device, clone.dtype = device, dtype
+        return clone
+
     def instance_key(self) -> dict[str, Any]:
         """What identifies this instance's numbers (the oracle cache key)."""
         return {
@@ -165,9 +182,7 @@ class Problem:
             if not hasattr(self, attr):
                 raise TypeError(f"{type(self).__name__}.build() did not set `{attr}`")
         if self.x.ndim != 2:
-            raise TypeError(
-                f"{type(self).__name__}: x must be (batch, n), got {tuple(self.x.shape)}"
-            )
+            raise TypeError(f"{type(self).__name__}: x must be (batch, n), got {tuple(self.x.shape)}")
         if "t" not in self.directions:
             raise TypeError(f"{type(self).__name__}: directions must include 't'")
         for key, e in self.directions.items():

@@ -28,9 +28,7 @@ class AutogradStrategy(Strategy):
         raise NotImplementedError
 
     # --------------------------------------------------------------- helpers
-    def input_derivative(
-        self, z: torch.Tensor, offsets: torch.Tensor, create_graph: bool
-    ) -> torch.Tensor:
+    def input_derivative(self, z: torch.Tensor, offsets: torch.Tensor, create_graph: bool) -> torch.Tensor:
         """dz/d offsets per sample, (batch, m, k), by the double-backward trick.
 
         The dummy cotangent is ones, not zeros: its value does not change the (linear) result,
@@ -41,9 +39,7 @@ class AutogradStrategy(Strategy):
             z, offsets, dummy, create_graph=True, allow_unused=True, materialize_grads=True
         )
         columns = [
-            torch.autograd.grad(w[:, i].sum(), dummy, create_graph=create_graph, retain_graph=True)[
-                0
-            ]
+            torch.autograd.grad(w[:, i].sum(), dummy, create_graph=create_graph, retain_graph=True)[0]
             for i in range(offsets.shape[1])
         ]
         return torch.stack(columns, dim=-1)
@@ -76,9 +72,7 @@ class AutogradStrategy(Strategy):
 
     @staticmethod
     def parameter_gradient(loss: torch.Tensor, theta: Theta) -> dict[str, torch.Tensor]:
-        grads = torch.autograd.grad(
-            loss, list(theta.values()), allow_unused=True, materialize_grads=True
-        )
+        grads = torch.autograd.grad(loss, list(theta.values()), allow_unused=True, materialize_grads=True)
         return {name: g.detach() for name, g in zip(theta, grads, strict=True)}
 
     # --------------------------------------------------------------- queries
@@ -116,7 +110,6 @@ class AutogradStrategy(Strategy):
         z = self.z_star(problem, problem.theta, xs)
         jacobian = self.input_derivative(z, offsets, create_graph=True)  # (batch, m, n)
         rows = [
-            self.input_derivative(jacobian[..., i], offsets, create_graph=False)
-            for i in range(problem.n)
+            self.input_derivative(jacobian[..., i], offsets, create_graph=False) for i in range(problem.n)
         ]
         return {"d2z_dx2": torch.stack(rows, dim=-2).detach()}

@@ -119,8 +119,7 @@ class Analytic(Strategy):
             adjoints[j] = self.solve_backward(step, rhs)
         theta_from_state = map_vjp(adjoints, list(theta.values()))
         return {
-            name: (a + b).detach()
-            for name, a, b in zip(theta, loss_theta, theta_from_state, strict=True)
+            name: (a + b).detach() for name, a, b in zip(theta, loss_theta, theta_from_state, strict=True)
         }
 
     # -------------------------------------------------------------- queries
@@ -179,9 +178,7 @@ class Analytic(Strategy):
         z = self.fixed_point(problem, theta, problem.x).repeat(len(pairs), 1)
         second = self.tangents(problem, theta, x, e, z, 2)[-1].reshape(len(pairs), batch, -1)
         pure = {i: second[p] for p, (i, j) in enumerate(pairs) if i == j}
-        hessian = torch.empty(
-            batch, second.shape[-1], n, n, dtype=problem.dtype, device=problem.device
-        )
+        hessian = torch.empty(batch, second.shape[-1], n, n, dtype=problem.dtype, device=problem.device)
         for p, (i, j) in enumerate(pairs):
             value = pure[i] if i == j else (second[p] - pure[i] - pure[j]) / 2
             hessian[:, :, i, j] = value

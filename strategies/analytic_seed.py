@@ -27,9 +27,7 @@ class AnalyticSeed(Strategy):
 
     def fixed_point(self, problem):
         with torch.no_grad():
-            return self.solve_forward(
-                lambda z: problem.f(problem.theta, problem.x, z), problem.z_init()
-            )
+            return self.solve_forward(lambda z: problem.f(problem.theta, problem.x, z), problem.z_init())
 
     @staticmethod
     def partials(problem, z):
@@ -98,7 +96,5 @@ class AnalyticSeed(Strategy):
         eye = torch.eye(J.shape[-1], dtype=J.dtype, device=J.device)
         g = torch.linalg.solve((eye - J).transpose(1, 2), u)
         f_z = problem.f(theta, problem.x, z)
-        via_z = torch.autograd.grad(
-            f_z, list(theta.values()), g, allow_unused=True, materialize_grads=True
-        )
+        via_z = torch.autograd.grad(f_z, list(theta.values()), g, allow_unused=True, materialize_grads=True)
         return {name: (a + b).detach() for name, a, b in zip(theta, loss_theta, via_z, strict=True)}

@@ -42,9 +42,7 @@ class _ImplicitFixedPoint(torch.autograd.Function):
         with torch.no_grad():
             g = ctx.strategy.solve_backward(adjoint_step, u.detach())
         grads = iter(
-            torch.autograd.grad(
-                f_z, inputs, g, create_graph=torch.is_grad_enabled(), allow_unused=True
-            )
+            torch.autograd.grad(f_z, inputs, g, create_graph=torch.is_grad_enabled(), allow_unused=True)
         )
         grad_or_none = [next(grads) if t.requires_grad else None for t in (x, *theta_values)]
         return (None, None, None, *grad_or_none)
