@@ -6,6 +6,7 @@ derivative queries: ``dz/dt + z = 0`` (pinn_grad) and ``d2z/dx2 + z = 0`` (pinn2
 """
 
 import torch
+
 from deqbench.problems.base import Problem
 
 

@@ -11,6 +11,7 @@ residual on (y, dy/dt), and pinn2_grad uses the second-order form
 
 import numpy as np
 import torch
+
 from deqbench.problems.base import Problem
 from deqbench.problems.tanh import spectral_scaled
 

@@ -14,10 +14,10 @@ differentiating ``w`` with respect to ``u`` gives dz/ds in two reverse passes wh
 from __future__ import annotations
 
 import torch
-from deqbench.problems.base import Problem, Theta
-from deqbench.strategies.base import Strategy
 
+from deqbench.problems.base import Problem, Theta
 from deqbench.queries import QUERIES
+from deqbench.strategies.base import Strategy
 
 
 class AutogradStrategy(Strategy):

@@ -20,10 +20,10 @@ with J on the diagonal: its adjoint is solved block by block from the highest or
 from __future__ import annotations
 
 import torch
-from deqbench.strategies.base import Strategy
 from torch.func import jvp
 
 from deqbench.queries import QUERIES
+from deqbench.strategies.base import Strategy
 
 
 def taylor_map(f, theta, x, e, z, tangents):

@@ -15,8 +15,9 @@ Dense tensors per sample (m x m x n): small problems only.
 """
 
 import torch
-from deqbench.strategies.base import Strategy
 from torch.func import jacfwd, vmap
+
+from deqbench.strategies.base import Strategy
 
 
 class AnalyticSeed(Strategy):

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from deqbench.problems.base import Problem
 
+from deqbench.problems.base import Problem
 from deqbench.queries import QUERIES, QueryResult, UnsupportedQueryError, check_query_name
 from deqbench.registry import Registry
 from deqbench.solvers import SOLVERS, SolverStats, solve

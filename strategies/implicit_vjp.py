@@ -13,6 +13,7 @@ must then take it, one reverse pass per state component.
 """
 
 import torch
+
 from deqbench.strategies._autograd import AutogradStrategy
 
 

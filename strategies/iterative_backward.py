@@ -15,9 +15,9 @@ Two details make it exact above first order (DESIGN.md section 3):
 """
 
 import torch
-from deqbench.strategies._autograd import AutogradStrategy
 
 from deqbench.queries import QUERIES
+from deqbench.strategies._autograd import AutogradStrategy
 
 
 class IterativeBackward(AutogradStrategy):

@@ -4,9 +4,8 @@ Exact to the solver's tolerance at every order (the derivative of the K-th itera
 the derivative of the fixed point), with memory that grows with the number of iterations.
 """
 
-from deqbench.strategies._autograd import AutogradStrategy
-
 from deqbench.queries import QUERIES
+from deqbench.strategies._autograd import AutogradStrategy
 
 
 class Unrolled(AutogradStrategy):
