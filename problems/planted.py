@@ -1,0 +1,106 @@
+"""`planted`: a fixed point known in closed form, for testing the oracle (DESIGN.md section 5).
+
+    f(theta, x, z) = h(x) + A (g(z + D x) - g(h(x) + D x)),   h(x) = tanh(C x + c),  g = tanh
+
+At z = h(x) the bracket vanishes, so z* = h(x) exactly, whatever A and D are; since g is
+1-Lipschitz and |A| < 1 (spectral norm) the layer is a contraction in z. Yet nothing about f
+is trivial: J = A diag(g'), f_zz, f_zx (through the shift D x) and f_xx are all non-zero.
+Every query's answer therefore follows from the explicit function h alone: its derivatives
+in x by hand, and the parameter gradients by plain autograd on h. z* does not depend on A or
+D, so every gradient with respect to them is zero.
+"""
+
+import torch
+
+from deqbench.problems.base import Problem
+from deqbench.problems.tanh import spectral_scaled
+
+
+class Planted(Problem):
+    name = "planted"
+    description = "planted fixed point z* = tanh(C x + c) of a contractive layer with non-zero curvature"
+    presets = {
+        "quick": {"m": 8, "n": 3, "batch": 4, "rho": 0.8},
+        "default": {"m": 32, "n": 4, "batch": 16, "rho": 0.8},
+    }
+
+    def build(self, generator, *, m, n, batch, rho):
+        self.theta = {
+            "A": spectral_scaled(self.randn(generator, m, m), rho),
+            "C": self.randn(generator, m, n) / n**0.5,
+            "c": 0.5 * self.randn(generator, m),
+            "D": 0.5 * self.randn(generator, m, n) / n**0.5,
+        }
+        self.x = self.randn(generator, batch, n)
+        self.target = 0.5 * self.randn(generator, batch, m)
+        eye = torch.eye(n, dtype=self.dtype, device=self.device)
+        self.directions = {"t": eye[0], "x": eye[-1]}
+
+    # ----------------------------------------------------------------- layer
+    def planted(self, theta, x):
+        """h(x) = tanh(C x + c): the fixed point, by construction."""
+        return torch.tanh(x @ theta["C"].T + theta["c"])
+
+    def f(self, theta, x, z):
+        h = self.planted(theta, x)
+        shift = x @ theta["D"].T
+        return h + (torch.tanh(z + shift) - torch.tanh(h + shift)) @ theta["A"].T
+
+    # ---------------------------------------------------------------- losses
+    def data_loss(self, theta, x, z):
+        return 0.5 * (z - self.target).square().sum(dim=1).mean()
+
+    def physics_loss(self, theta, x, z, dz):
+        return (dz + z).square().sum(dim=1).mean()
+
+    def physics2_loss(self, theta, x, z, dz, d2z):
+        return (d2z + 0.5 * dz + z).square().sum(dim=1).mean()
+
+    # ------------------------------------------------------------ closed form
+    def planted_derivatives(self, theta, e):
+        """h, dh/dtau and d2h/dtau2 along the input direction e, by hand.
+
+        With a = C x + c: h = tanh(a), h' = (1 - h^2) (C e), h'' = -2 h (1 - h^2) (C e)^2.
+        """
+        h = self.planted(theta, self.x)
+        slope = 1 - h.square()
+        rate = theta["C"] @ e  # (m,): how fast a moves along e
+        return h, slope * rate, -2 * h * slope * rate.square()
+
+    def planted_hessian(self):
+        """d2h_i/dx_k dx_l = -2 h_i (1 - h_i^2) C_ik C_il, (batch, m, n, n)."""
+        h = self.planted(self.theta, self.x)
+        curvature = -2 * h * (1 - h.square())
+        C = self.theta["C"]
+        return curvature[:, :, None, None] * C[None, :, :, None] * C[None, :, None, :]
+
+    def planted_loss(self, query, theta):
+        """A gradient query's loss evaluated on h and its hand-written derivatives."""
+        if query == "grad":
+            return self.data_loss(theta, self.x, self.planted(theta, self.x))
+        h, dh, d2h = self.planted_derivatives(theta, self.direction(query))
+        if query == "pinn_grad":
+            return self.physics_loss(theta, self.x, h, dh)
+        return self.physics2_loss(theta, self.x, h, dh, d2h)
+
+    def planted_gradient(self, query):
+        """Autograd on the explicit h: only C and c move z*; A and D get exact zeros."""
+        theta = {name: value.detach().clone() for name, value in self.theta.items()}
+        moving = {name: theta[name].requires_grad_(True) for name in ("C", "c")}
+        loss = self.planted_loss(query, theta)
+        grads = dict(zip(moving, torch.autograd.grad(loss, list(moving.values())), strict=True))
+        return {name: grads.get(name, torch.zeros_like(value)) for name, value in theta.items()}
+
+    def reference(self, query):
+        if self.unsupported_reason(query) is not None:
+            return None
+        with torch.no_grad():
+            if query == "forward":
+                z = self.planted(self.theta, self.x)
+                return {"z_star": z, "output": self.output(self.theta, z)}
+            if query in ("jvp", "jvp2"):
+                _, dh, d2h = self.planted_derivatives(self.theta, self.direction(query))
+                return {"dz_dt": dh} if query == "jvp" else {"d2z_dt2": d2h}
+            if query == "hessian":
+                return {"d2z_dx2": self.planted_hessian()}
+        return self.planted_gradient(query)
