@@ -6,10 +6,13 @@ The Python API in a few lines::
     problem = deqbench.get_problem("tanh", m=32)
     result = deqbench.query("analytic", problem, "pinn_grad")
     result.values, result.converged
+
+    rows = deqbench.run("analytic,unrolled", "tanh", "pinn_grad", quick=True)  # a DataFrame
 """
 
 from __future__ import annotations
 
+from deqbench.harness.api import run  # noqa: E402,I001 - after the registries it runs over
 from deqbench.problems.base import PROBLEMS, FunctionProblem, Problem
 from deqbench.queries import (
     QUERIES,
@@ -54,4 +57,5 @@ __all__ = [
     "get_problem",
     "get_strategy",
     "query",
+    "run",
 ]

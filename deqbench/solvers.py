@@ -99,10 +99,12 @@ def anderson(
         R = F - X
         gram = R @ R.transpose(1, 2)  # (batch, h, h)
         h = gram.shape[1]
+        # Normalised per sample, so the regularization is relative and a sample whose
+        # residuals are all zero (already solved) gets finite, harmless weights.
         scale = gram.diagonal(dim1=1, dim2=2).amax(dim=1).clamp_min(torch.finfo(z0.dtype).tiny)
         eye = torch.eye(h, dtype=z0.dtype, device=z0.device)
         ones = torch.ones(batch, h, 1, dtype=z0.dtype, device=z0.device)
-        weights = torch.linalg.solve(gram + regularization * scale[:, None, None] * eye, ones)
+        weights = torch.linalg.solve(gram / scale[:, None, None] + regularization * eye, ones)
         alpha = weights / weights.sum(dim=1, keepdim=True)  # (batch, h, 1)
         mixed = (alpha * (beta * F + (1 - beta) * X)).sum(dim=1)
         g_mixed = flat(g(mixed.reshape(shape)))

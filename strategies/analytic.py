@@ -23,6 +23,7 @@ import torch
 from torch.func import jvp
 
 from deqbench.queries import QUERIES
+from deqbench.strategies._implicit_layer import ImplicitLayer
 from deqbench.strategies.base import Strategy
 
 
@@ -67,6 +68,11 @@ class Analytic(Strategy):
     description = "linear fixed-point solves with (I - J) and its transpose; jvp/vjp only"
     supported_queries = frozenset(QUERIES)
     exact_queries = frozenset(QUERIES)
+
+    def layer(self, problem):
+        """z*(theta, x) as a torch function autograd differentiates exactly at every order
+        (for training with `analytic`, and for gradcheck/gradgradcheck)."""
+        return ImplicitLayer(self, problem)
 
     # --------------------------------------------------------------- pieces
     def fixed_point(self, problem, theta, x):

@@ -1,0 +1,108 @@
+"""The `analytic` strategy as a differentiable torch layer, exact at every order.
+
+``ImplicitLayer(strategy, problem)(theta, x)`` returns z* as a tensor autograd can
+differentiate as often as it likes: its backward is a linear fixed-point solve with J^T,
+and the backward of every linear solve is again a linear solve (with the other of J, J^T),
+so a second, third ... backward pass is implicit too. Nothing iterates inside the graph.
+
+With A = J (a tangent solve) or A = J^T (an adjoint solve), y = A y + rhs gives, for an
+incoming cotangent c,
+
+    d rhs  <-  r = (I - A^T)^{-1} c          (a solve with the other operator)
+    d p    <-  d/dp <r, A(p) y>              (p: theta, x, z; r and y stay differentiable)
+
+Partial derivatives inside the backward passes come from torch.func, which treats z, x and
+theta as independent arguments; plain autograd.grad would follow z back to theta through
+this very Function (a total derivative, and an endless recursion). This is how
+gradcheck/gradgradcheck verify `analytic`, and how a user trains with it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.func import grad, jvp, vjp
+
+
+def _partial_vjp(layer, arguments, cotangent):
+    """Partial vjp of f(theta, x, z) w.r.t. each of (z, x, *theta_values), independently."""
+
+    def f_of(z_, x_, *theta_):
+        return layer.problem.f(layer.theta_dict(theta_), x_, z_)
+
+    _, vjp_fn = vjp(f_of, *arguments)
+    return vjp_fn(cotangent)
+
+
+def _bilinear_partials(layer, arguments, left, right):
+    """Partials of <left, J(z, x, theta) right> w.r.t. (z, x, *theta_values)."""
+
+    def bilinear(z_, x_, *theta_):
+        f_at = lambda zz: layer.problem.f(layer.theta_dict(theta_), x_, zz)  # noqa: E731
+        return (left * jvp(f_at, (z_,), (right,))[1]).sum()
+
+    return grad(bilinear, argnums=tuple(range(len(arguments))))(*arguments)
+
+
+class _LinearSolve(torch.autograd.Function):
+    """y = A y + rhs, A = J (transpose False) or J^T (transpose True), solved without a graph."""
+
+    @staticmethod
+    def forward(ctx, layer, transpose, rhs, z, x, *theta_values):
+        theta = layer.theta_dict(t.detach() for t in theta_values)
+        f_at = lambda z_: layer.problem.f(theta, x.detach(), z_)  # noqa: E731
+        _, vjp_at_z = vjp(f_at, z.detach())
+
+        def apply_a(v):
+            return vjp_at_z(v)[0] if transpose else jvp(f_at, (z.detach(),), (v,))[1]
+
+        with torch.no_grad():
+            y = layer.solve_backward(lambda v: apply_a(v) + rhs.detach(), rhs.detach())
+        ctx.layer, ctx.transpose = layer, transpose
+        ctx.save_for_backward(y, z, x, *theta_values)
+        return y
+
+    @staticmethod
+    def backward(ctx, c):
+        y, z, x, *theta_values = ctx.saved_tensors
+        layer, transpose = ctx.layer, ctx.transpose
+        r = _LinearSolve.apply(layer, not transpose, c, z, x, *theta_values)
+        # <r, A y> is <r, J y> for A = J and <y, J r> for A = J^T.
+        left, right = (y, r) if transpose else (r, y)
+        partials = _bilinear_partials(layer, (z, x, *theta_values), left, right)
+        return (None, None, r, *partials)
+
+
+class _FixedPoint(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, layer, x, *theta_values):
+        theta = layer.theta_dict(theta_values)
+        z0 = torch.zeros(x.shape[0], layer.problem.m, dtype=x.dtype, device=x.device)
+        with torch.no_grad():
+            z = layer.solve_forward(lambda z: layer.problem.f(theta, x, z), z0)
+        ctx.layer = layer
+        ctx.save_for_backward(z, x, *theta_values)
+        return z
+
+    @staticmethod
+    def backward(ctx, u):
+        z, x, *theta_values = ctx.saved_tensors  # z is this Function's output: differentiable
+        layer = ctx.layer
+        g = _LinearSolve.apply(layer, True, u, z, x, *theta_values)
+        _, *partials = _partial_vjp(layer, (z, x, *theta_values), g)
+        return (None, *partials)
+
+
+class ImplicitLayer:
+    """z*(theta, x) for one problem, differentiable at every order by implicit solves."""
+
+    def __init__(self, strategy, problem):
+        self.problem = problem
+        self.names = tuple(problem.theta)
+        self.solve_forward = strategy.solve_forward
+        self.solve_backward = strategy.solve_backward
+
+    def theta_dict(self, values) -> dict[str, torch.Tensor]:
+        return dict(zip(self.names, values, strict=True))
+
+    def __call__(self, theta: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return _FixedPoint.apply(self, x, *(theta[name] for name in self.names))
