@@ -190,15 +190,16 @@ def newton_fixed_point(
         for _ in range(NEWTON_MAX_ITER):
             if newton_converged(z, residual):
                 if check:
-                    check_attracting(state_jacobian(problem, theta, x, z))
+                    check_attracting(problem, state_jacobian(problem, theta, x, z))
                 return z
-            step = torch.linalg.solve(identity_minus(state_jacobian(problem, theta, x, z)), residual)
+            system = identity_minus(state_jacobian(problem, theta, x, z))
+            step, singular = torch.linalg.solve_ex(system, residual)  # singular: info != 0
             z_newton = z + step
             residual_newton = problem.f(theta, x, z_newton) - z_newton
             z_picard = z + residual
             residual_picard = problem.f(theta, x, z_picard) - z_picard
             newton_better = residual_newton.norm(dim=1) < residual.norm(dim=1)
-            newton_better &= torch.isfinite(residual_newton).all(dim=1)
+            newton_better &= torch.isfinite(residual_newton).all(dim=1) & (singular == 0)
             keep = newton_better[:, None]
             z = torch.where(keep, z_newton, z_picard)
             residual = torch.where(keep, residual_newton, residual_picard)
@@ -220,7 +221,7 @@ def newton_converged(z: torch.Tensor, residual: torch.Tensor) -> bool:
     return bool((residual.norm(dim=1) <= NEWTON_TOL * scale).all())
 
 
-def check_attracting(jacobian: torch.Tensor) -> None:
+def check_attracting(problem: Problem, jacobian: torch.Tensor) -> None:
     """Raise unless the spectral radius of J is below 1 in every sample.
 
     Newton can converge to a repelling fixed point; the DEQ's own iteration would not find
@@ -229,8 +230,8 @@ def check_attracting(jacobian: torch.Tensor) -> None:
     radius = float(torch.linalg.eigvals(jacobian).abs().max())
     if not radius < 1:
         raise OracleError(
-            f"the fixed point found is not attracting: spectral radius of df/dz = {radius:.4g} >= 1 "
-            "(the layer is not contractive there)"
+            f"{problem!r}: the fixed point Newton found is not attracting (spectral radius of df/dz "
+            f"= {radius:.4g} >= 1): the layer is not contractive there"
         )
 
 
