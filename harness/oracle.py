@@ -63,6 +63,12 @@ class OracleError(RuntimeError):
 
 @dataclass
 class OracleAnswer:
+    """The oracle's answer to one query, float64 on the CPU.
+
+    ``error_estimate`` is relative, except for a value that is exactly zero, where it is
+    absolute (the convention of ``relative_error``).
+    """
+
     query: str
     values: dict[str, torch.Tensor]  # same keys and shapes as the strategies' answers
     error_estimate: dict[str, float]  # the oracle's own estimate of each value's relative error
