@@ -12,7 +12,7 @@ The Python API in a few lines::
 
 from __future__ import annotations
 
-from deqbench.harness.api import run  # noqa: E402,I001 - after the registries it runs over
+from deqbench.harness.api import run
 from deqbench.problems.base import PROBLEMS, FunctionProblem, Problem
 from deqbench.queries import (
     QUERIES,

@@ -1,12 +1,14 @@
-"""Memory measurements: the bytes autograd saves for backward.
+"""Memory measurements: the bytes autograd saves for backward, and a process's peak memory.
 
 ``tracemalloc`` does not see torch tensors, so deqbench measures two things itself: the peak
-resident set of a cell's worker process (the runner), and, here, the peak of the bytes held
-alive by autograd for backward, through ``torch.autograd.graph.saved_tensors_hooks``.
+of the bytes held alive by autograd for backward, through
+``torch.autograd.graph.saved_tensors_hooks``, and the peak memory of the process running a
+cell (:class:`PeakRSS` on CPU, :class:`CudaPeak` on CUDA; :func:`peak_memory` picks one).
 """
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 
 import torch
@@ -89,3 +91,171 @@ def saved_tensor_bytes():
     meter = SavedTensorMeter()
     with meter.measure():
         yield meter
+
+
+# ------------------------------------------------------------------ peak memory of a process
+#
+# The runner measures each cell in a worker process of its own: the peak of the memory the
+# query used, over the worker's baseline once the problem is built and warm-up is done. On
+# CPU that is the kernel's own high-water mark of the resident set (VmHWM), which catches
+# every allocation however short-lived; on CUDA it is torch's caching allocator's peak.
+
+_PROC_STATUS = "/proc/self/status"
+_CLEAR_REFS = "/proc/self/clear_refs"
+_RESET_PEAK_RSS = "5"  # clear_refs command: reset VmHWM to the current VmRSS (Linux >= 4.0)
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def read_proc_status_bytes(field: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (``VmRSS``, ``VmHWM``) in bytes; None off Linux."""
+    try:
+        with open(_PROC_STATUS) as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's VmHWM to its current VmRSS; False where the kernel refuses."""
+    try:
+        with open(_CLEAR_REFS, "w") as clear_refs:
+            clear_refs.write(_RESET_PEAK_RSS)
+        return True
+    except OSError:
+        return False
+
+
+@functools.cache
+def _libc():
+    """The C library already loaded in this process (dlopen(NULL)); None where unavailable.
+
+    Not ``ctypes.util.find_library``, which runs ldconfig or a compiler in a subprocess.
+    """
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
+
+
+def pin_malloc_thresholds(threshold_bytes: int = 128 * 1024) -> None:
+    """Keep glibc from holding freed memory, so the resident set follows what is live.
+
+    glibc raises its mmap threshold (up to 32 MB) each time a large block is freed, after
+    which blocks of that size come from the heap and stay resident when freed: a warm-up
+    run then leaves pages behind that the measured run reuses unseen. Setting the
+    thresholds explicitly turns that adaptation off. A no-op off glibc.
+    """
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt"):
+        return
+    libc.mallopt(_M_MMAP_THRESHOLD, threshold_bytes)
+    libc.mallopt(_M_TRIM_THRESHOLD, 2 * threshold_bytes)
+
+
+def release_free_heap() -> None:
+    """Hand freed heap pages back to the kernel (glibc ``malloc_trim``), before a baseline."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+class PeakRSS:
+    """Peak resident set over the baseline taken on entry, in bytes (``.peak_bytes``).
+
+    Uses VmHWM reset through /proc/self/clear_refs where the kernel allows it; elsewhere it
+    falls back to sampling the resident set from a thread every millisecond (psutil), which
+    can miss a peak shorter than that.
+    """
+
+    metric = "peak_rss_bytes"
+
+    def __init__(self) -> None:
+        self.baseline_bytes = 0
+        self.peak_bytes = 0
+        self.method = ""
+        self._sampler: _RSSSampler | None = None
+
+    def __enter__(self) -> PeakRSS:
+        import gc
+
+        gc.collect()
+        release_free_heap()
+        if reset_peak_rss() and read_proc_status_bytes("VmHWM") is not None:
+            self.method = "VmHWM"
+            self.baseline_bytes = read_proc_status_bytes("VmRSS") or 0
+        else:
+            self.method = "sampled"
+            self._sampler = _RSSSampler()
+            self.baseline_bytes = self._sampler.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sampled = self._sampler is not None
+        peak = self._sampler.stop() if sampled else (read_proc_status_bytes("VmHWM") or 0)
+        self.peak_bytes = max(0, peak - self.baseline_bytes)
+
+
+class _RSSSampler:
+    """The highest resident set seen by a background thread polling psutil."""
+
+    def __init__(self, interval_s: float = 1e-3) -> None:
+        import threading
+
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self.peak = 0
+
+    def start(self) -> int:
+        baseline = self._process.memory_info().rss
+        self.peak = baseline
+        self._thread.start()
+        return baseline
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak, self._process.memory_info().rss)
+
+
+class CudaPeak:
+    """Peak bytes torch's CUDA allocator held over the baseline at entry (``.peak_bytes``)."""
+
+    metric = "cuda_peak_bytes"
+    method = "max_memory_allocated"
+
+    def __init__(self, device: torch.device | str = "cuda") -> None:
+        self.device = torch.device(device)
+        self.baseline_bytes = 0
+        self.peak_bytes = 0
+
+    def __enter__(self) -> CudaPeak:
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self.baseline_bytes = torch.cuda.memory_allocated(self.device)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        torch.cuda.synchronize(self.device)
+        self.peak_bytes = max(0, torch.cuda.max_memory_allocated(self.device) - self.baseline_bytes)
+
+
+def peak_memory(device: torch.device | str) -> PeakRSS | CudaPeak:
+    """The peak-memory meter for a device: resident set on CPU, allocator peak on CUDA."""
+    device = torch.device(device)
+    return CudaPeak(device) if device.type == "cuda" else PeakRSS()
