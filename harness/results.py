@@ -183,19 +183,20 @@ class RunFolder:
     """A run's folder on disk: settings in run.json, one parquet file per finished cell."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+        self.path = Path(path)  # as given, for messages; files are addressed absolutely
+        self.root = self.path.absolute()
 
     @property
     def run_file(self) -> Path:
-        return self.path / RUN_FILE
+        return self.root / RUN_FILE
 
     @property
     def cells_dir(self) -> Path:
-        return self.path / CELLS_DIR
+        return self.root / CELLS_DIR
 
     @property
     def logs_dir(self) -> Path:
-        return self.path / LOGS_DIR
+        return self.root / LOGS_DIR
 
     def exists(self) -> bool:
         return self.run_file.is_file()

@@ -288,7 +288,7 @@ def redirect_output(log_path: str | None) -> None:
 # thread pool or any CUDA context, so forking it is safe.
 #
 # Protocol (pickled messages over the server's stdin and stdout): the parent sends
-# ``(spec, result_path)``; the server forks, replies ``("started", pid)``, waits for the
+# ``(spec, result_path, cwd)``; the server forks, replies ``("started", pid)``, waits for the
 # child and replies ``("ended", exit code)``. The child writes its Measurement to
 # result_path (atomically) and exits; the parent kills it by pid on a timeout.
 
@@ -322,28 +322,35 @@ def serve() -> None:
     replies.send(("ready", os.getpid()))
     while True:
         try:
-            spec, result_path = requests.recv()
+            spec, result_path, cwd = requests.recv()
         except EOFError:  # the parent is gone
             return
         pid = os.fork()
         if pid == 0:
-            run_child(spec, result_path, requests, replies)
+            run_child(spec, result_path, cwd, requests, replies)
         replies.send(("started", pid))
         _, status = os.waitpid(pid, 0)
         replies.send(("ended", os.waitstatus_to_exitcode(status)))
 
 
-def run_child(spec: CellSpec, result_path: str, *server_channels: Connection) -> None:
-    """A cell's process: measure, leave the measurement in result_path, exit (never returns)."""
+def run_child(spec: CellSpec, result_path: str, cwd: str, *server_channels: Connection) -> None:
+    """A cell's process: measure, leave the measurement in result_path, exit (never returns).
+
+    It works in the parent's current folder (the server's may differ), so relative paths in
+    a user's problem mean what they meant to the user.
+    """
     code = 1
     try:
         for channel in server_channels:  # the protocol belongs to the server alone
             channel.close()
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.chdir(cwd)
         redirect_output(spec.log_path)
         measurement = measure_safely(spec)
         write_atomically(Path(result_path), pickle.dumps(measurement))
         code = 0
+    except BaseException:  # noqa: BLE001 - reported on stderr; the parent sees the exit code
+        traceback.print_exc()
     finally:
         os._exit(code)
 
@@ -384,7 +391,7 @@ class WorkerServer:
     def run(self, spec: CellSpec, timeout: float | None) -> Measurement:
         """One cell: a Measurement always, whether the child answered, died or timed out."""
         result_path = self.scratch / f"cell-{os.getpid()}-{time.monotonic_ns()}.pickle"
-        self.requests.send((spec, str(result_path)))
+        self.requests.send((spec, str(result_path), os.getcwd()))
         child = self._expect("started", None)
         timed_out = not wait([self.replies], timeout)
         if timed_out:
