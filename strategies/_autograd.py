@@ -20,6 +20,26 @@ from deqbench.queries import QUERIES
 from deqbench.strategies.base import Strategy
 
 
+def vjp(output, wrt, cotangent=None, create_graph=False):
+    """d<cotangent, output>/d wrt, zero where output does not depend on wrt at all.
+
+    A linear layer's second derivative is identically zero: its graph is then disconnected,
+    which plain autograd.grad reports as an error rather than a zero.
+    """
+    if not output.requires_grad:
+        return torch.zeros_like(wrt)
+    (gradient,) = torch.autograd.grad(
+        output,
+        wrt,
+        cotangent,
+        create_graph=create_graph,
+        retain_graph=True,
+        allow_unused=True,
+        materialize_grads=True,
+    )
+    return gradient
+
+
 class AutogradStrategy(Strategy):
     supported_queries = frozenset(QUERIES)
 
@@ -35,13 +55,8 @@ class AutogradStrategy(Strategy):
         but a backward solver that starts from a zero cotangent stops at once.
         """
         dummy = torch.ones_like(z, requires_grad=True)
-        (w,) = torch.autograd.grad(
-            z, offsets, dummy, create_graph=True, allow_unused=True, materialize_grads=True
-        )
-        columns = [
-            torch.autograd.grad(w[:, i].sum(), dummy, create_graph=create_graph, retain_graph=True)[0]
-            for i in range(offsets.shape[1])
-        ]
+        w = vjp(z, offsets, dummy, create_graph=True)  # (batch, k), linear in dummy
+        columns = [vjp(w[:, i].sum(), dummy, create_graph=create_graph) for i in range(offsets.shape[1])]
         return torch.stack(columns, dim=-1)
 
     @staticmethod

@@ -14,7 +14,7 @@ must then take it, one reverse pass per state component.
 
 import torch
 
-from deqbench.strategies._autograd import AutogradStrategy
+from deqbench.strategies._autograd import AutogradStrategy, vjp
 
 
 class _ImplicitFixedPoint(torch.autograd.Function):
@@ -60,15 +60,5 @@ class ImplicitVJP(AutogradStrategy):
 
     def input_derivative(self, z, offsets, create_graph):
         """One reverse pass per state component: the backward is not differentiable in u."""
-        columns = [
-            torch.autograd.grad(
-                z[:, j].sum(),
-                offsets,
-                create_graph=create_graph,
-                retain_graph=True,
-                allow_unused=True,
-                materialize_grads=True,
-            )[0]
-            for j in range(z.shape[1])
-        ]
+        columns = [vjp(z[:, j].sum(), offsets, create_graph=create_graph) for j in range(z.shape[1])]
         return torch.stack(columns, dim=1)  # (batch, m, k)

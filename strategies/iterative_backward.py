@@ -1,23 +1,79 @@
 """`iterative-backward`: forward without a graph, the adjoint iterated inside the graph.
 
-The forward solve runs without autograd; one call of ``f`` at the fixed point re-attaches
-theta and x. A gradient hook on that re-attached ``z`` turns every incoming cotangent ``u``
-into ``g = u (I - J)^{-1}`` by iterating ``g <- g J + u`` *inside* the autograd graph, so
-higher orders unroll through the backward iterations (the seed author's PIDEQ approach).
+The forward solve runs without autograd. The backward turns an incoming cotangent ``u`` into
+``g = u (I - J)^{-1}`` by iterating ``g <- g J + u`` *inside* the autograd graph and then
+returns ``g`` times f's partial derivatives in theta and x, so higher orders unroll through
+the backward iterations (the seed author's PIDEQ approach). Memory grows with the number of
+backward iterations.
 
-Two details make it exact above first order (DESIGN.md section 3):
-
-- the in-graph vjps are taken at the re-attached ``z``, not at the detached z*, so ``J``
-  carries its dependence on theta and x into the next backward pass;
-- the hook stays registered and is itself differentiable, so a second backward pass that
-  reaches ``z`` (through those vjps) is again made implicit. The seed author's code removed
-  the hook after its first call, which makes its physics-loss gradient an approximation.
+Exactness above first order needs every derivative of f in the backward to be taken *at the
+differentiable z** (so its dependence on theta and x is seen by the next pass, and routed
+through this backward again), never at a detached copy. DESIGN.md section 3 names two places
+where that matters: the vjps of the iterations (J), and the hook that must stay registered.
+deqbench found a third: the final partials f_theta, f_x. The usual hook on a re-attached
+``z = f(theta, x, z*.detach())`` takes them at the detached z*; on `tanh`-like layers this
+goes unnoticed, because tanh's backward reuses its output (the hooked z), but on `planted`
+it makes d2z*/dt2 wrong by 7e-2. Here the backward of a custom Function evaluates f at its
+own output; while it takes the partials, autograd's walk back through that output into this
+very backward contributes nothing (they are partial derivatives), while later passes that
+reach the output are made implicit again.
 """
+
+from __future__ import annotations
 
 import torch
 
 from deqbench.queries import QUERIES
 from deqbench.strategies._autograd import AutogradStrategy
+
+
+class _IteratedFixedPoint(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, strategy, problem, names, x, *theta_values):
+        theta = dict(zip(names, theta_values, strict=True))
+        with torch.no_grad():
+            z = strategy.solve_forward(lambda z: problem.f(theta, x, z), problem.z_init())
+        ctx.strategy, ctx.problem, ctx.names = strategy, problem, names
+        ctx.save_for_backward(z, x, *theta_values)
+        return z
+
+    @staticmethod
+    def backward(ctx, u):
+        if getattr(ctx, "taking_partials", False):
+            # Re-entered while the partials below follow z back here: they are partial
+            # derivatives, so this path contributes nothing to them.
+            return (None,) * (3 + len(ctx.saved_tensors) - 1)
+        z, x, *theta_values = ctx.saved_tensors  # z: this Function's output, differentiable
+        theta = dict(zip(ctx.names, theta_values, strict=True))
+        record = torch.is_grad_enabled()  # True when the caller asked for create_graph
+        with torch.enable_grad():
+            z_node = z.view_as(z)  # vjps w.r.t. this node stop there, and do not re-enter
+            f_z = ctx.problem.f(theta, x, z_node)
+
+        def adjoint_step(g):
+            (vjp,) = torch.autograd.grad(f_z, z_node, g, create_graph=record, retain_graph=True)
+            return vjp + u
+
+        with torch.set_grad_enabled(record):
+            g = ctx.strategy.solve_backward(adjoint_step, u)
+        inputs = [x, *theta_values]
+        wanted = [t for t in inputs if t.requires_grad]
+        ctx.taking_partials = True
+        try:
+            grads = iter(
+                torch.autograd.grad(
+                    f_z,
+                    wanted,
+                    g,
+                    create_graph=record,
+                    retain_graph=True,
+                    allow_unused=True,
+                    materialize_grads=True,
+                )
+            )
+        finally:
+            ctx.taking_partials = False
+        return (None, None, None, *[next(grads) if t.requires_grad else None for t in inputs])
 
 
 class IterativeBackward(AutogradStrategy):
@@ -28,27 +84,5 @@ class IterativeBackward(AutogradStrategy):
     default_b_solver = "fixed_point"
 
     def z_star(self, problem, theta, x):
-        with torch.no_grad():
-            z_fixed = self.solve_forward(lambda z: problem.f(theta, x, z), problem.z_init())
-        z = problem.f(theta, x, z_fixed)
-        if z.requires_grad:
-            z.register_hook(self._implicit_hook(problem, theta, x, z))
-        return z
-
-    def _implicit_hook(self, problem, theta, x, z):
-        def hook(u: torch.Tensor) -> torch.Tensor:
-            record = torch.is_grad_enabled()  # True when the caller asked for create_graph
-            with torch.enable_grad():
-                # A fresh node on top of z: vjps are taken with respect to it, so computing
-                # them does not fire this hook, while later passes through it reach z.
-                z_node = z.view_as(z)
-                f_z = problem.f(theta, x, z_node)
-
-            def adjoint_step(g):
-                (vjp,) = torch.autograd.grad(f_z, z_node, g, create_graph=record, retain_graph=True)
-                return vjp + u
-
-            with torch.set_grad_enabled(record):
-                return self.solve_backward(adjoint_step, u)
-
-        return hook
+        names = tuple(theta)
+        return _IteratedFixedPoint.apply(self, problem, names, x, *theta.values())

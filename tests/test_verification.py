@@ -1,0 +1,66 @@
+"""Every strategy x problem x supported query against the independent oracle (float64).
+
+A strategy is held to 1e-8 relative error on every query it claims exact; the second-order
+answers of `analytic-seed` (the seed's literal formula) and `implicit-vjp` (Bai et al.'s
+backward, differentiated again) must be *caught*: their error is asserted to be large.
+"""
+
+import pytest
+from conftest import TIGHT, oracle_answer, problem_instance
+
+import deqbench
+from deqbench.harness.accuracy import relative_errors
+from deqbench.harness.matrix import build_matrix
+from deqbench.queries import QUERIES
+
+VERIFIED_PROBLEMS = ["tanh", "vanderpol", "planted", "linear"]
+EXACT_TOLERANCE = 1e-8
+#: The strategies known to be wrong above first order, and where that must show.
+KNOWN_WRONG = {"analytic-seed", "implicit-vjp"}
+CURVED_PROBLEMS = {"tanh", "vanderpol"}  # f_zz, f_xz non-zero: the dropped terms matter
+CAUGHT_THRESHOLD = 1e-4
+
+CELLS = [c for c in build_matrix(problems=VERIFIED_PROBLEMS, preset="quick") if c.supported]
+
+
+def answer(cell):
+    problem = problem_instance(cell.problem, "quick")
+    result = deqbench.get_strategy(cell.strategy, **TIGHT).run(cell.query, problem)
+    assert result.converged, result.solves
+    return relative_errors(result.values, oracle_answer(cell.problem, "quick", cell.query).values)
+
+
+@pytest.mark.parametrize("cell", [c for c in CELLS if c.expected_exact], ids=lambda c: c.id)
+def test_exact_strategies_match_the_oracle(cell):
+    errors = answer(cell)
+    assert max(errors.values()) <= EXACT_TOLERANCE, errors
+
+
+WRONG_CELLS = [
+    c
+    for c in CELLS
+    if c.strategy in KNOWN_WRONG and c.problem in CURVED_PROBLEMS and QUERIES[c.query].order >= 2
+]
+
+
+@pytest.mark.parametrize("cell", WRONG_CELLS, ids=lambda c: c.id)
+def test_wrong_second_order_rules_are_caught(cell):
+    errors = answer(cell)
+    assert max(errors.values()) > CAUGHT_THRESHOLD, errors
+
+
+def test_the_verified_matrix_covers_every_strategy_and_query():
+    assert {c.strategy for c in CELLS} == set(deqbench.STRATEGIES.names())
+    assert {c.query for c in CELLS} == set(QUERIES)
+    exact = {(c.strategy, c.query) for c in CELLS if c.expected_exact}
+    for strategy in ("unrolled", "iterative-backward", "analytic"):
+        assert {q for s, q in exact if s == strategy} == set(QUERIES)
+    assert {q for s, q in exact if s == "implicit-vjp"} == {"forward", "jvp", "grad"}
+    assert len(WRONG_CELLS) == 2 * 2 + 2 * 4  # seed: jvp2, hessian; implicit-vjp: 4 queries
+
+
+def test_linear_deq_second_order_is_where_the_wrong_rules_happen_to_be_right():
+    """On a linear layer f_zz = f_xz = 0: the terms the wrong rules drop vanish, so their
+    second-order answers are right there. The check that catches them needs curvature."""
+    cell = next(c for c in CELLS if c.id == "implicit-vjp/linear/jvp2")
+    assert max(answer(cell).values()) <= EXACT_TOLERANCE
