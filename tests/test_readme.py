@@ -1,0 +1,19 @@
+"""The README's Python example runs as written."""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_python_example_runs_and_its_assertions_hold(capsys):
+    blocks = python_blocks()
+    assert blocks, "the README lost its Python example"
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), {"__name__": "readme"})
+    printed = capsys.readouterr().out
+    assert "analytic" in printed and "implicit-vjp" in printed
