@@ -33,6 +33,7 @@ def run(
     timeout: float | None = None,
     tol: float | None = None,
     threads: int | None = None,
+    max_memory: str | int | None = None,
     out: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
     progress: bool = False,
@@ -73,6 +74,7 @@ def run(
         timeout=timeout,
         tol=tol,
         threads=threads,
+        max_memory=max_memory,
     )
     keep = out is not None
     path = runner.prepare_out(out) if keep else Path(tempfile.mkdtemp(prefix="deqbench-run-")) / "run"

@@ -29,6 +29,7 @@ from deqbench.harness.runner import BadInput
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 
 def stdout_console() -> Console:
@@ -113,6 +114,7 @@ MATRIX_OPTIONS = (
     "timeout",
     "tol",
     "threads",
+    "max_memory",
     "out",
 )
 
@@ -197,6 +199,13 @@ MATRIX_OPTIONS = (
 )
 @click.option("--threads", type=int, default=None, help="torch threads in each worker. [default: torch's]")
 @click.option(
+    "--max-memory",
+    default=None,
+    metavar="BYTES",
+    help="Stop a cell whose resident memory passes this (e.g. 8G, 512M; 'none': no cap) and "
+    "record it as oom. [default: 90% of the memory available at the start]",
+)
+@click.option(
     "--out",
     "-o",
     type=click.Path(path_type=Path),
@@ -245,8 +254,17 @@ def run_command(ctx: click.Context, resume: Path | None, **options) -> None:
         fail(str(error))
     console = stdout_console()
     console.print(f"results: {folder.path}", highlight=False)
-    with ProgressReporter() as reporter:
-        rows = runner.execute(settings, folder, record, reporter=reporter)
+    if resume is not None:
+        done, total = len(folder.finished()), len(record.get("cells", []))
+        console.print(f"resuming: {done} of {total} cells already finished", highlight=False)
+    try:
+        with ProgressReporter() as reporter:
+            rows = runner.execute(settings, folder, record, reporter=reporter)
+    except KeyboardInterrupt:
+        click.echo(
+            f"interrupted: finished cells are in {folder.path}; deqbench run --resume {folder.path}", err=True
+        )
+        sys.exit(EXIT_INTERRUPTED)
     summary.print_summary(rows, console)
     console.print(f"results: {folder.path}", highlight=False)
     sys.exit(EXIT_FAILED if len(results.failed_cells(rows)) else 0)
@@ -271,6 +289,7 @@ def new_run(options: dict) -> tuple:
         timeout=options["timeout"],
         tol=options["tol"],
         threads=options["threads"],
+        max_memory=options["max_memory"],
     )
     out = runner.prepare_out(options["out"])
     planned = runner.checked_plan(settings)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
+import psutil
 import torch
 
 from deqbench.harness import results
@@ -32,6 +33,7 @@ from deqbench.harness.worker import (
     BadReference,
     CellSpec,
     Measurement,
+    device_name,
     is_file_reference,
     one_line,
     resolve_class,
@@ -76,6 +78,9 @@ class RunSettings:
     timeout: float | None = None
     tol: float = VERIFY_TOL["float64"]
     threads: int | None = None
+    #: A cell whose resident set passes this many bytes is stopped ("oom"); 0: no cap;
+    #: None: a share of the memory available when the run (or its resume) starts.
+    max_memory: int | None = None
 
     def solver_settings(self) -> dict[str, Any]:
         return {
@@ -112,6 +117,7 @@ def make_settings(
     timeout: float | None = None,
     tol: float | None = None,
     threads: int | None = None,
+    max_memory: str | int | None = None,
 ) -> RunSettings:
     """Checked settings from what a user typed; raises BadInput on the first problem."""
     if dtype not in DTYPES:
@@ -137,6 +143,7 @@ def make_settings(
         timeout=None if timeout is None else float(timeout),
         tol=VERIFY_TOL[dtype] if tol is None else float(tol),
         threads=None if threads is None else int(threads),
+        max_memory=parse_bytes(max_memory),
     )
     check_numbers(settings)
     check_sizes(settings)
@@ -241,6 +248,39 @@ def parse_size(text: str | None) -> tuple[str | None, dict[str, str]]:
         else:
             overrides[key] = value
     return preset, overrides
+
+
+BYTE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_bytes(value: str | int | None) -> int | None:
+    """``"4G"``, ``"512M"``, ``"1.5G"`` or a byte count -> bytes; ``"none"`` -> 0 (no cap)."""
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value).strip().upper().removesuffix("IB").removesuffix("B")
+    if text in ("NONE", "0"):
+        return 0
+    unit = text[-1] if text and text[-1] in BYTE_UNITS else ""
+    try:
+        amount = float(text[: len(text) - len(unit)])
+    except ValueError:
+        amount = -1.0
+    if amount <= 0:
+        raise BadInput(
+            f"malformed --max-memory {value!r}; accepted: bytes with K, M, G or T (e.g. 8G), or none"
+        )
+    return int(amount * BYTE_UNITS[unit])
+
+
+#: Without --max-memory, a cell may use this share of the memory available at the start.
+AUTO_MEMORY_SHARE = 0.9
+
+
+def memory_cap(settings: RunSettings) -> int | None:
+    """The resident-set cap for this run's cells, in bytes (None: no cap)."""
+    if settings.max_memory is None:
+        return int(AUTO_MEMORY_SHARE * psutil.virtual_memory().available)
+    return settings.max_memory or None
 
 
 def problem_overrides(problem_cls: type, preset: str, overrides: dict[str, str]) -> dict[str, str]:
@@ -434,10 +474,11 @@ def execute(
     done = folder.finished()
     todo = [p for p in planned_cells if p.cell.id not in done]
     verifier = Verifier(settings, cache or OracleCache())
-    metadata = results.run_metadata()
+    metadata = {**results.run_metadata(), **machine_defaults(settings)}
+    cap = memory_cap(settings)
     for index, planned in enumerate(todo):
         reporter.started(planned, index, len(todo))
-        rows = run_cell(planned, settings, run["run_id"], metadata, verifier, folder)
+        rows = run_cell(planned, settings, run["run_id"], metadata, verifier, folder, cap)
         folder.write_cell(planned.cell.id, rows)
         reporter.finished(planned, rows["status"].iloc[0])
     return folder.read()
@@ -450,6 +491,7 @@ def run_cell(
     metadata: dict[str, str],
     verifier: Verifier,
     folder: RunFolder,
+    memory_cap: int | None = None,
 ) -> pd.DataFrame:
     """One cell's rows: unsupported at once, or measured in a worker and verified here."""
     if not planned.cell.supported:
@@ -457,7 +499,7 @@ def run_cell(
     else:
         log_path = folder.log_path(planned.cell.id)
         spec = CellSpec(**{**asdict(planned.spec), "log_path": str(log_path)})
-        measurement = run_in_worker(spec, settings.timeout)
+        measurement = run_in_worker(spec, settings.timeout, memory_cap)
         remove_if_empty(log_path)
     status, message, oracle_method, metrics = judge(planned, measurement, settings, verifier)
     identity = {
@@ -478,11 +520,22 @@ def run_cell(
         **settings.solver_settings(),
         "seed": settings.seed,
         **metadata,
-        "device_name": measurement.device_name,
-        "threads": measurement.threads,
         "timestamp": results.utc_now(),
     }
+    if measurement.device_name:  # what the worker saw; also the default for later cells
+        identity["device_name"] = metadata["device_name"] = measurement.device_name
+        identity["threads"] = metadata["threads"] = measurement.threads
     return results.cell_rows(identity, metrics)
+
+
+def machine_defaults(settings: RunSettings) -> dict[str, Any]:
+    """Device name and threads for rows of cells no worker measured (unsupported, failed).
+
+    On CUDA the name is left for the first worker to report: asking here would initialise
+    CUDA in the parent for nothing.
+    """
+    name = device_name(torch.device("cpu")) if settings.device == "cpu" else ""
+    return {"device_name": name, "threads": settings.threads or torch.get_num_threads()}
 
 
 def remove_if_empty(path: Path) -> None:

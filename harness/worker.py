@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import torch
 
 from deqbench.harness.memory import peak_memory, pin_malloc_thresholds, saved_tensor_bytes
@@ -264,7 +265,7 @@ def measure_safely(spec: CellSpec) -> Measurement:
             return measure(spec)
     except UnsupportedQueryError as error:  # a size override made the query impossible
         return Measurement(UNSUPPORTED, str(error))
-    except BaseException as error:  # noqa: BLE001 - anything the cell raises is its result
+    except Exception as error:  # noqa: BLE001 - anything the cell raises is its result
         traceback.print_exc()
         return Measurement(OOM if is_out_of_memory(error) else ERROR, one_line(error))
 
@@ -293,6 +294,8 @@ def redirect_output(log_path: str | None) -> None:
 # result_path (atomically) and exits; the parent kills it by pid on a timeout.
 
 SERVER_START_TIMEOUT_S = 300.0
+#: How often the parent checks a cell's resident set against the memory cap.
+POLL_S = 0.05
 
 #: Modules torch imports lazily on a first call (torch._dynamo alone takes ~4 s, on the
 #: first torch.func transform), and ones problems import inside build(): imported once in
@@ -316,6 +319,9 @@ def preload() -> None:
 def serve() -> None:
     """The worker server's main loop (runs in its own interpreter)."""
     preload()
+    # Ctrl-C reaches the whole process group: the parent stops, and the server ends when
+    # it reads end-of-file from the parent, instead of printing a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests = Connection(os.dup(0), writable=False)
     replies = Connection(os.dup(1), readable=False)
     os.dup2(2, 1)  # a stray print must not corrupt the protocol on stdout
@@ -341,6 +347,7 @@ def run_child(spec: CellSpec, result_path: str, cwd: str, *server_channels: Conn
     """
     code = 1
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops a cell
         for channel in server_channels:  # the protocol belongs to the server alone
             channel.close()
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
@@ -388,23 +395,44 @@ class WorkerServer:
             raise RuntimeError(f"worker server sent {message!r}, expected {kind!r}")
         return message[1]
 
-    def run(self, spec: CellSpec, timeout: float | None) -> Measurement:
-        """One cell: a Measurement always, whether the child answered, died or timed out."""
+    def run(self, spec: CellSpec, timeout: float | None, max_memory: int | None = None) -> Measurement:
+        """One cell: a Measurement always, whether the child answered, died or was stopped."""
         result_path = self.scratch / f"cell-{os.getpid()}-{time.monotonic_ns()}.pickle"
         self.requests.send((spec, str(result_path), os.getcwd()))
         child = self._expect("started", None)
-        timed_out = not wait([self.replies], timeout)
-        if timed_out:
-            kill(child)
+        stopped = self._watch(child, timeout, max_memory)
         exitcode = self._expect("ended", None)
-        if timed_out:
+        if stopped is not None:
             result_path.unlink(missing_ok=True)
-            return Measurement(TIMEOUT, f"no result within --timeout {timeout:g} s; worker killed")
+            return stopped
         if not result_path.exists():
             return death_record(exitcode)
         measurement = pickle.loads(result_path.read_bytes())
         result_path.unlink()
         return measurement
+
+    def _watch(self, child: int, timeout: float | None, max_memory: int | None) -> Measurement | None:
+        """Wait for the child to end; kill it past the timeout or the memory cap, and say why.
+
+        The cap is checked every POLL_S on the child's resident set: a cell that would eat
+        the machine is stopped before the kernel starts reclaiming everyone's memory.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            step = POLL_S if max_memory else remaining
+            if remaining is not None and step is not None:
+                step = min(step, remaining)
+            if wait([self.replies], step):
+                return None
+            if deadline is not None and time.monotonic() >= deadline:
+                kill(child)
+                return Measurement(TIMEOUT, f"no result within --timeout {timeout:g} s; worker killed")
+            if max_memory and resident_bytes(child) > max_memory:
+                kill(child)
+                return Measurement(
+                    OOM, f"resident memory above --max-memory {max_memory / 2**30:.3g} GiB; worker killed"
+                )
 
     def close(self) -> None:
         self.requests.close()
@@ -414,6 +442,14 @@ class WorkerServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def resident_bytes(pid: int) -> int:
+    """A process's resident set (0 once it is gone)."""
+    try:
+        return psutil.Process(pid).memory_info().rss
+    except psutil.Error:
+        return 0
 
 
 def kill(pid: int) -> None:
@@ -443,11 +479,11 @@ def worker_server() -> WorkerServer:
     return _server
 
 
-def run_in_worker(spec: CellSpec, timeout: float | None = None) -> Measurement:
+def run_in_worker(spec: CellSpec, timeout: float | None = None, max_memory: int | None = None) -> Measurement:
     """Measure a cell in a process of its own; a timeout or a death is a status, not a raise."""
     start = time.perf_counter()
     try:
-        measurement = worker_server().run(spec, timeout)
+        measurement = worker_server().run(spec, timeout, max_memory)
     except (EOFError, OSError) as error:  # the server itself died: the next cell restarts it
         measurement = Measurement(ERROR, f"worker server died: {one_line(error)}")
     measurement.wall_seconds = time.perf_counter() - start

@@ -85,6 +85,15 @@ def test_a_query_holding_200mb_is_reported_at_200mb():
     assert metric(rows, "peak_rss_bytes").item() == pytest.approx(200 * MB, rel=0.1)
 
 
+def test_a_cell_past_the_memory_cap_is_stopped_as_oom():
+    rows = deqbench.run(f"{FAULTY}:Hogs", "tanh", "forward", quick=True, max_memory="300M")
+    cell = results.cell_statuses(rows).iloc[0]
+    assert (cell["status"], cell["message"]) == (
+        "oom",
+        "resident memory above --max-memory 0.293 GiB; worker killed",
+    )
+
+
 def test_a_user_problem_from_a_file_runs_end_to_end():
     rows = deqbench.run("analytic,unrolled", USER_PROBLEM, "forward,jvp,pinn_grad,pinn2_grad", quick=True)
     assert set(rows["problem"]) == {"user-shifted-tanh"}
@@ -221,6 +230,19 @@ def test_bad_settings_raise_one_line_naming_what_is_accepted(kwargs, message):
         make_settings(**kwargs)
     assert message in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("8G", 8 * 2**30), ("512M", 512 * 2**20), ("1.5GiB", int(1.5 * 2**30)), ("1000", 1000), ("none", 0)],
+)
+def test_max_memory_accepts_byte_counts_with_units(text, expected):
+    assert make_settings("analytic", "tanh", "forward", max_memory=text).max_memory == expected
+
+
+def test_max_memory_rejects_what_is_not_a_size():
+    with pytest.raises(BadInput, match="malformed --max-memory 'lots'"):
+        make_settings("analytic", "tanh", "forward", max_memory="lots")
 
 
 def test_a_size_knob_applies_to_the_problems_that_have_it():
