@@ -9,7 +9,7 @@ from deqbench.harness.memory import saved_tensor_bytes
 def saved_bytes(strategy: str, query: str, iterations: int) -> int:
     # Tolerance 0 forces exactly `iterations` steps in every solve, forward and backward.
     settings = dict(f_tol=0.0, b_tol=0.0, f_max_iter=iterations, b_max_iter=iterations)
-    problem = deqbench.get_problem("tanh", "default")
+    problem = deqbench.get_problem("tanh", "quick")
     with saved_tensor_bytes() as meter:
         deqbench.get_strategy(strategy, **settings).run(query, problem)
     return meter.peak_bytes
