@@ -319,8 +319,9 @@ def preload() -> None:
 def serve() -> None:
     """The worker server's main loop (runs in its own interpreter)."""
     preload()
-    # Ctrl-C reaches the whole process group: the parent stops, and the server ends when
-    # it reads end-of-file from the parent, instead of printing a traceback.
+    # Ctrl-C reaches the whole process group. The server and its cells ignore it: the parent
+    # decides (it kills the cell in flight and stops), and the server ends when it reads
+    # end-of-file from the parent. A cell killed by Ctrl-C is never recorded as an error.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests = Connection(os.dup(0), writable=False)
     replies = Connection(os.dup(1), readable=False)
@@ -347,7 +348,6 @@ def run_child(spec: CellSpec, result_path: str, cwd: str, *server_channels: Conn
     """
     code = 1
     try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops a cell
         for channel in server_channels:  # the protocol belongs to the server alone
             channel.close()
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
@@ -400,7 +400,12 @@ class WorkerServer:
         result_path = self.scratch / f"cell-{os.getpid()}-{time.monotonic_ns()}.pickle"
         self.requests.send((spec, str(result_path), os.getcwd()))
         child = self._expect("started", None)
-        stopped = self._watch(child, timeout, max_memory)
+        try:
+            stopped = self._watch(child, timeout, max_memory)
+        except BaseException:  # Ctrl-C: the cell inherits the server's deafness to it
+            kill(child)
+            self._expect("ended", 10)
+            raise
         exitcode = self._expect("ended", None)
         if stopped is not None:
             result_path.unlink(missing_ok=True)
