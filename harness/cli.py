@@ -189,7 +189,7 @@ MATRIX_OPTIONS = (
     type=float,
     default=None,
     help="A cell is 'wrong' when its worst relative error against the oracle exceeds "
-    "this. [default: 1e-6; 1e-3 in float32]",
+    "this. [default: 1e-6; 1e-2 in float32]",
 )
 @click.option(
     "--timeout",

@@ -47,9 +47,11 @@ from deqbench.strategies.base import STRATEGIES
 QUICK = {"preset": "quick", "warmup": 1, "repeats": 3}
 FULL = {"preset": "default", "warmup": 1, "repeats": 5}
 #: Solver tolerances a dtype can reach, and the relative error above which an answer is
-#: "wrong": float32 cannot resolve a 1e-10 residual, nor agree with float64 to 1e-6.
+#: "wrong". float32 cannot resolve a 1e-10 residual, nor agree with float64 to 1e-6: third
+#: derivatives (pinn2_grad) of a correct strategy lose a few more digits to rounding, up to
+#: 2e-3 on the quick problems, so float32 checks catch blunders and float64 checks digits.
 SOLVER_TOL = {"float64": 1e-10, "float32": 1e-5}
-VERIFY_TOL = {"float64": 1e-6, "float32": 1e-3}
+VERIFY_TOL = {"float64": 1e-6, "float32": 1e-2}
 
 
 class BadInput(ValueError):

@@ -252,7 +252,7 @@ def test_a_size_knob_applies_to_the_problems_that_have_it():
 
 def test_float32_gets_tolerances_it_can_reach():
     settings = make_settings("analytic", "tanh", "forward", dtype="float32")
-    assert (settings.f_tol, settings.b_tol, settings.tol) == (1e-5, 1e-5, 1e-3)
+    assert (settings.f_tol, settings.b_tol, settings.tol) == (1e-5, 1e-5, 1e-2)
     assert make_settings("analytic", "tanh", "forward").tol == 1e-6
 
 
@@ -271,6 +271,8 @@ def test_analytic_pinn_grad_memory_and_time_at_m256(tmp_path):
         size="m=256,batch=128",
         f_tol=1e-10,
         b_tol=1e-10,
+        timeout=900,
+        max_memory="8G",
         out=tmp_path / "m256",
     )
     peak, seconds = metric(rows, "peak_rss_bytes"), metric(rows, "time_median")
