@@ -40,6 +40,17 @@ def vjp(output, wrt, cotangent=None, create_graph=False):
     return gradient
 
 
+def no_graph_forward(ctx, strategy, problem, names, x, theta_values) -> torch.Tensor:
+    """The forward of a custom fixed-point Function: solved without a graph, then saved
+    (z*, x, theta) for its backward. Shared by `implicit-vjp` and `iterative-backward`."""
+    theta = dict(zip(names, theta_values, strict=True))
+    with torch.no_grad():
+        z = strategy.solve_forward(lambda z: problem.f(theta, x, z), problem.z_init())
+    ctx.strategy, ctx.problem, ctx.names = strategy, problem, names
+    ctx.save_for_backward(z, x, *theta_values)
+    return z
+
+
 class AutogradStrategy(Strategy):
     supported_queries = frozenset(QUERIES)
 

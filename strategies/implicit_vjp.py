@@ -14,18 +14,13 @@ must then take it, one reverse pass per state component.
 
 import torch
 
-from deqbench.strategies._autograd import AutogradStrategy, vjp
+from deqbench.strategies._autograd import AutogradStrategy, no_graph_forward, vjp
 
 
 class _ImplicitFixedPoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, strategy, problem, names, x, *theta_values):
-        theta = dict(zip(names, theta_values, strict=True))
-        with torch.no_grad():
-            z = strategy.solve_forward(lambda z: problem.f(theta, x, z), problem.z_init())
-        ctx.strategy, ctx.problem, ctx.names = strategy, problem, names
-        ctx.save_for_backward(z, x, *theta_values)
-        return z
+        return no_graph_forward(ctx, strategy, problem, names, x, theta_values)
 
     @staticmethod
     def backward(ctx, u):

@@ -24,18 +24,13 @@ from __future__ import annotations
 import torch
 
 from deqbench.queries import QUERIES
-from deqbench.strategies._autograd import AutogradStrategy
+from deqbench.strategies._autograd import AutogradStrategy, no_graph_forward
 
 
 class _IteratedFixedPoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, strategy, problem, names, x, *theta_values):
-        theta = dict(zip(names, theta_values, strict=True))
-        with torch.no_grad():
-            z = strategy.solve_forward(lambda z: problem.f(theta, x, z), problem.z_init())
-        ctx.strategy, ctx.problem, ctx.names = strategy, problem, names
-        ctx.save_for_backward(z, x, *theta_values)
-        return z
+        return no_graph_forward(ctx, strategy, problem, names, x, theta_values)
 
     @staticmethod
     def backward(ctx, u):
