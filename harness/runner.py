@@ -13,6 +13,7 @@ what is accepted (the CLI prints it and exits with code 2).
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -338,7 +339,7 @@ def create_run(settings: RunSettings, out: Path, cells: list[Cell]) -> tuple[Run
     """Make the run folder and its run.json; nothing is left behind if that fails."""
     folder = RunFolder(out)
     run = {
-        "run_id": out.name if out.name else results.new_run_id(),
+        "run_id": results.new_run_id(),
         "created": results.utc_now(),
         "settings": settings.to_dict(),
         "cells": [cell.id for cell in cells],
@@ -348,8 +349,6 @@ def create_run(settings: RunSettings, out: Path, cells: list[Cell]) -> tuple[Run
         folder.create(run)
     except OSError as error:
         if not existed:
-            import shutil
-
             shutil.rmtree(out, ignore_errors=True)
         raise BadInput(f"cannot create --out {out}: {error.strerror or error}") from None
     return folder, run

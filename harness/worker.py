@@ -253,8 +253,10 @@ def one_line(error: BaseException) -> str:
 
 
 def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, Python's MemoryError, or torch's CPU allocator giving up
+    (a plain RuntimeError: "DefaultCPUAllocator: can't allocate memory")."""
     oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None), MemoryError) if t is not None)
-    return isinstance(error, oom_types)
+    return isinstance(error, oom_types) or "can't allocate memory" in str(error)
 
 
 def measure_safely(spec: CellSpec) -> Measurement:
