@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint clean asv-machine asv-run asv-publish asv-compare asv-continuous
+.PHONY: setup run test lint clean ratios asv-machine asv-run asv-publish asv-compare asv-continuous
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,3 +30,12 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis results/asv results/asv-html
+
+# The issue's side-by-side benchmark: pinn_grad on tanh m=256, batch 128, tolerances 1e-10,
+# then analytic's time and memory over the others' (one run: ratios, not absolute numbers).
+RATIOS_DIR ?= results/ratios-m256
+ratios: setup
+	rm -rf $(RATIOS_DIR)
+	$(BIN)/deqbench run -s analytic,unrolled,iterative-backward -p tanh -q pinn_grad \
+	  --size large --f-tol 1e-10 --b-tol 1e-10 --threads 1 --out $(RATIOS_DIR)
+	$(BIN)/python -m deqbench.harness.ratios $(RATIOS_DIR)

@@ -40,9 +40,14 @@ class Solution:
 def relative_residual(gz: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """Worst sample's |g(z) - z| / |g(z)| (0 where both vanish)."""
     with torch.no_grad():
-        diff = (gz - z).flatten(1).norm(dim=1)
-        scale = gz.flatten(1).norm(dim=1).clamp_min(torch.finfo(gz.dtype).tiny)
-        return (diff / scale).max()
+        return worst_relative(gz - z, gz)
+
+
+def worst_relative(difference: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """max over samples of |difference| / |reference| (0 where both vanish)."""
+    with torch.no_grad():
+        scale = reference.flatten(1).norm(dim=1).clamp_min(torch.finfo(reference.dtype).tiny)
+        return (difference.flatten(1).norm(dim=1) / scale).max()
 
 
 def _finish(phase, solver, z, iterations, nfev, residual, tol) -> Solution:
@@ -75,45 +80,43 @@ def anderson(
     phase: str = "forward",
     memory: int = 6,
     regularization: float = 1e-10,
-    beta: float = 1.0,
 ):
     """Anderson acceleration (type II), history of ``memory`` steps, mixed per sample.
 
-    The least-squares weights solve, for each sample, ``min |sum_i a_i r_i|`` with
-    ``sum_i a_i = 1`` over the residuals ``r_i = g(z_i) - z_i`` in the history. The
-    regularization is relative to the residuals' scale, so it does not stall the last
-    digits of a solve driven to 1e-12.
+    The weights solve, for each sample, ``min |sum_i a_i r_i|`` with ``sum_i a_i = 1`` over
+    the residuals ``r_i = g(z_i) - z_i`` in the history, and the next iterate is
+    ``sum_i a_i g(z_i)``. The Gram matrix of the residuals is updated one row a step, and
+    normalised per sample so that the regularization is relative (it does not stall the last
+    digits of a solve driven to 1e-12) and a sample whose residuals are all zero (already
+    solved) gets finite, harmless weights. No in-place writes: autograd can record it.
     """
-    shape = z0.shape
-    batch = shape[0]
-    flat = lambda t: t.reshape(batch, -1)  # noqa: E731
-    xs = [flat(z0)]
-    fs = [flat(g(z0))]
-    residual = relative_residual(fs[0], xs[0])
-    g_mixed, k = fs[0], 1
-    if residual <= tol:
-        return _finish(phase, "anderson", g_mixed.reshape(shape), k, k, residual, tol)
-    for k in range(2, max_iter + 1):  # noqa: B007 (k is reported after the loop)
-        X = torch.stack(xs, dim=1)  # (batch, h, d)
-        F = torch.stack(fs, dim=1)
-        R = F - X
-        gram = R @ R.transpose(1, 2)  # (batch, h, h)
+    shape, batch = z0.shape, z0.shape[0]
+    flat = lambda t: t.reshape(batch, -1, 1)  # noqa: E731 - columns, for batched dot products
+    g_z = flat(g(z0))
+    residuals, images = [g_z - flat(z0)], [g_z]
+    gram = residuals[0].transpose(1, 2) @ residuals[0]  # (batch, 1, 1)
+    residual = worst_relative(residuals[0], g_z)
+    k = 1
+    while residual > tol and torch.isfinite(residual) and k < max_iter:
+        k += 1
         h = gram.shape[1]
-        # Normalised per sample, so the regularization is relative and a sample whose
-        # residuals are all zero (already solved) gets finite, harmless weights.
         scale = gram.diagonal(dim1=1, dim2=2).amax(dim=1).clamp_min(torch.finfo(z0.dtype).tiny)
         eye = torch.eye(h, dtype=z0.dtype, device=z0.device)
         ones = torch.ones(batch, h, 1, dtype=z0.dtype, device=z0.device)
         weights = torch.linalg.solve(gram / scale[:, None, None] + regularization * eye, ones)
         alpha = weights / weights.sum(dim=1, keepdim=True)  # (batch, h, 1)
-        mixed = (alpha * (beta * F + (1 - beta) * X)).sum(dim=1)
-        g_mixed = flat(g(mixed.reshape(shape)))
-        residual = relative_residual(g_mixed, mixed)
-        xs = (xs + [mixed])[-memory:]
-        fs = (fs + [g_mixed])[-memory:]
-        if residual <= tol or not torch.isfinite(residual):
-            break
-    return _finish(phase, "anderson", g_mixed.reshape(shape), k, k, residual, tol)
+        mixed = images[0] * alpha[:, :1]  # sum_i a_i g(z_i), accumulated in one buffer
+        for i in range(1, h):
+            mixed = mixed.addcmul_(images[i], alpha[:, i : i + 1])
+        g_z = flat(g(mixed.reshape(shape)))
+        new = g_z - mixed
+        residual = worst_relative(new, g_z)
+        if h == memory:  # slide the window: drop the oldest step
+            residuals, images, gram = residuals[1:], images[1:], gram[:, 1:, 1:]
+        residuals, images = residuals + [new], images + [g_z]
+        row = torch.stack([torch.linalg.vecdot(new, r, dim=1) for r in residuals], dim=2)  # (batch, 1, h)
+        gram = torch.cat([torch.cat([gram, row[:, :, :-1].transpose(1, 2)], dim=2), row], dim=1)
+    return _finish(phase, "anderson", g_z.reshape(shape), k, k, residual, tol)
 
 
 SOLVERS: dict[str, Callable[..., Solution]] = {

@@ -58,9 +58,34 @@ def _grad(outputs, inputs, cotangents=None):
     if isinstance(outputs, torch.Tensor):
         outputs = [outputs]
         cotangents = None if cotangents is None else [cotangents]
+    if not any(output.requires_grad for output in outputs):  # constant: e.g. J of a layer
+        return [torch.zeros_like(t) for t in inputs]  # that ignores z
     return torch.autograd.grad(
         outputs, inputs, cotangents, retain_graph=True, allow_unused=True, materialize_grads=True
     )
+
+
+class Linearization:
+    """J v and J^T g at a fixed point, each one reverse pass over graphs built once.
+
+    ``J^T g`` is a vjp of f's graph at z*. ``J v`` is the derivative in ``u`` of the
+    (linear) vjp ``J^T u``, whose graph is also built once: a reverse pass over it costs
+    about a vjp, several times less than a forward-mode jvp that re-runs f every step.
+    Both graphs are kept for the whole query, so memory does not grow with iterations.
+    """
+
+    def __init__(self, f, theta, x, z):
+        with torch.enable_grad():
+            self.z = z.detach().requires_grad_(True)
+            self.f_z = f(theta, x, self.z)
+            self.u = torch.zeros_like(z, requires_grad=True)
+            (self.jt_u,) = torch.autograd.grad(self.f_z, self.z, self.u, create_graph=True)
+
+    def vjp(self, g: torch.Tensor) -> torch.Tensor:
+        return _grad(self.f_z, [self.z], g)[0]
+
+    def jvp(self, v: torch.Tensor) -> torch.Tensor:
+        return _grad(self.jt_u, [self.u], v)[0]
 
 
 class Analytic(Strategy):
@@ -68,6 +93,11 @@ class Analytic(Strategy):
     description = "linear fixed-point solves with (I - J) and its transpose; jvp/vjp only"
     supported_queries = frozenset(QUERIES)
     exact_queries = frozenset(QUERIES)
+    # The linear solves contract at the forward's rate: on the zoo's layers Anderson saves
+    # almost no steps there (tanh m=256: 42 vs 46 at rho=1.5) and costs more per step, so
+    # plain iteration is the default, as for iterative-backward. `b_solver="anderson"` for
+    # layers that contract slowly.
+    default_b_solver = "fixed_point"
 
     def layer(self, problem):
         """z*(theta, x) as a torch function autograd differentiates exactly at every order
@@ -79,21 +109,15 @@ class Analytic(Strategy):
         with torch.no_grad():
             return self.solve_forward(lambda z: problem.f(theta, x, z), problem.z_init())
 
-    def tangents(self, problem, theta, x, e, z, order):
+    def tangents(self, problem, theta, x, e, z, order, linear):
         """v_1 .. v_order along e: one linear solve each, v_i = J v_i + r_i."""
-        f = problem.f
         tangents = []
         for _ in range(order):
-            zero = torch.zeros_like(z)
-            rhs = taylor_map(f, theta, x, e, z, [*tangents, zero])[-1]
-
-            def step(v, rhs=rhs):
-                return jvp(lambda z_: f(theta, x, z_), (z,), (v,))[1] + rhs
-
-            tangents.append(self.solve_backward(step, rhs))
+            rhs = taylor_map(problem.f, theta, x, e, z, [*tangents, torch.zeros_like(z)])[-1]
+            tangents.append(self.solve_backward(lambda v, rhs=rhs: linear.jvp(v) + rhs, rhs))
         return tangents
 
-    def loss_gradient(self, problem, loss, theta, x, e, z, tangents):
+    def loss_gradient(self, problem, loss, theta, x, e, z, tangents, linear):
         """d loss(theta, z*, v_1..v_k)/d theta by back substitution through the Taylor map.
 
         Reverse mode uses plain autograd on graphs built once (of f, of the Taylor map and of
@@ -107,7 +131,6 @@ class Analytic(Strategy):
             state = [s.detach().requires_grad_(True) for s in (z, *tangents)]
             loss_partials = _grad(loss(theta, *state), [*theta.values(), *state])
             loss_theta, loss_state = loss_partials[: len(theta)], loss_partials[len(theta) :]
-            f_z = f(theta, x, state[0])
             taylor = taylor_map(f, theta, x, e, state[0], state[1:])
 
         def map_vjp(cotangents, wrt):
@@ -119,10 +142,7 @@ class Analytic(Strategy):
             if j < k:  # coupling from the higher orders, already solved
                 rhs = rhs + map_vjp(adjoints, [state[j]])[0]
 
-            def step(g, rhs=rhs):
-                return _grad(f_z, [state[0]], g)[0] + rhs
-
-            adjoints[j] = self.solve_backward(step, rhs)
+            adjoints[j] = self.solve_backward(lambda g, rhs=rhs: linear.vjp(g) + rhs, rhs)
         theta_from_state = map_vjp(adjoints, list(theta.values()))
         return {
             name: (a + b).detach() for name, a, b in zip(theta, loss_theta, theta_from_state, strict=True)
@@ -136,23 +156,25 @@ class Analytic(Strategy):
 
     @torch.no_grad()
     def jvp(self, problem):
-        return {"dz_dt": self._along(problem, "jvp", 1)[-1]}
+        return {"dz_dt": self._along(problem, "jvp", 1)[0][-1]}
 
     @torch.no_grad()
     def jvp2(self, problem):
-        return {"d2z_dt2": self._along(problem, "jvp2", 2)[-1]}
+        return {"d2z_dt2": self._along(problem, "jvp2", 2)[0][-1]}
 
     def _along(self, problem, query, order):
+        """z*, its first ``order`` derivatives along the query's direction, and J there."""
         theta, x, e = problem.theta, problem.x, problem.direction(query)
         z = self.fixed_point(problem, theta, x)
-        return [z, *self.tangents(problem, theta, x, e, z, order)]
+        linear = Linearization(problem.f, theta, x, z)
+        return [z, *self.tangents(problem, theta, x, e, z, order, linear)], linear
 
     @torch.no_grad()
     def grad(self, problem):
         theta, x = problem.theta, problem.x
-        z = self.fixed_point(problem, theta, x)
+        (z,), linear = self._along(problem, "grad", 0)
         loss = lambda th, z_: problem.data_loss(th, x, z_)  # noqa: E731
-        return self.loss_gradient(problem, loss, theta, x, problem.direction("jvp"), z, [])
+        return self.loss_gradient(problem, loss, theta, x, problem.direction("jvp"), z, [], linear)
 
     @torch.no_grad()
     def pinn_grad(self, problem):
@@ -164,9 +186,9 @@ class Analytic(Strategy):
 
     def _physics_gradient(self, problem, query, physics_loss, order):
         theta, x, e = problem.theta, problem.x, problem.direction(query)
-        z, *tangents = self._along(problem, query, order)
+        (z, *tangents), linear = self._along(problem, query, order)
         loss = lambda th, z_, *vs: physics_loss(th, x, z_, *vs)  # noqa: E731
-        return self.loss_gradient(problem, loss, theta, x, e, z, tangents)
+        return self.loss_gradient(problem, loss, theta, x, e, z, tangents, linear)
 
     @torch.no_grad()
     def hessian(self, problem):
@@ -182,7 +204,8 @@ class Analytic(Strategy):
         x = problem.x.repeat(len(pairs), 1)
         e = directions.repeat_interleave(batch, dim=0)
         z = self.fixed_point(problem, theta, problem.x).repeat(len(pairs), 1)
-        second = self.tangents(problem, theta, x, e, z, 2)[-1].reshape(len(pairs), batch, -1)
+        linear = Linearization(problem.f, theta, x, z)
+        second = self.tangents(problem, theta, x, e, z, 2, linear)[-1].reshape(len(pairs), batch, -1)
         pure = {i: second[p] for p, (i, j) in enumerate(pairs) if i == j}
         hessian = torch.empty(batch, second.shape[-1], n, n, dtype=problem.dtype, device=problem.device)
         for p, (i, j) in enumerate(pairs):

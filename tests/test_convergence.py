@@ -14,7 +14,9 @@ EXPANSIVE = {"rho": 3.0}
 PLAIN = {"f_solver": "fixed_point", "b_solver": "fixed_point", "f_max_iter": 200, "b_max_iter": 200}
 
 
-@pytest.mark.parametrize("cell", [c for c in build_matrix(problems=["tanh"]) if c.supported], ids=lambda c: c.id)
+@pytest.mark.parametrize(
+    "cell", [c for c in build_matrix(problems=["tanh"]) if c.supported], ids=lambda c: c.id
+)
 def test_every_query_flags_a_divergent_forward_solve(cell):
     problem = deqbench.get_problem("tanh", "quick", **EXPANSIVE)
     strategy = deqbench.get_strategy(cell.strategy, **PLAIN)

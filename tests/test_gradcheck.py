@@ -6,10 +6,9 @@ checks compare its first and second derivatives with finite differences.
 
 import pytest
 import torch
+from conftest import TIGHT
 
 import deqbench
-
-from conftest import TIGHT
 
 SMALL = {"tanh": {"m": 4, "n": 2, "batch": 2}, "vanderpol": {"m": 4, "batch": 2}}
 

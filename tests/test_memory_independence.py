@@ -29,5 +29,8 @@ def test_unrolled_saved_bytes_grow_with_iterations(query):
 
 
 def test_iterative_backward_saved_bytes_grow_with_backward_iterations():
-    few, many = saved_bytes("iterative-backward", "pinn_grad", 15), saved_bytes("iterative-backward", "pinn_grad", 60)
+    few, many = (
+        saved_bytes("iterative-backward", "pinn_grad", 15),
+        saved_bytes("iterative-backward", "pinn_grad", 60),
+    )
     assert many >= 2 * few, (few, many)

@@ -254,35 +254,3 @@ def test_float32_gets_tolerances_it_can_reach():
     settings = make_settings("analytic", "tanh", "forward", dtype="float32")
     assert (settings.f_tol, settings.b_tol, settings.tol) == (1e-5, 1e-5, 1e-2)
     assert make_settings("analytic", "tanh", "forward").tol == 1e-6
-
-
-# ---------------------------------------------------------------- performance
-@pytest.mark.slow
-def test_analytic_pinn_grad_memory_and_time_at_m256(tmp_path):
-    """The issue's benchmark: tanh, m=256, batch 128, float64, f_tol = b_tol = 1e-10, one run.
-
-    Same as ``deqbench run --strategy analytic,unrolled,iterative-backward --problem tanh
-    --query pinn_grad --size m=256,batch=128 --f-tol 1e-10 --b-tol 1e-10``.
-    """
-    rows = deqbench.run(
-        "analytic,unrolled,iterative-backward",
-        "tanh",
-        "pinn_grad",
-        size="m=256,batch=128",
-        f_tol=1e-10,
-        b_tol=1e-10,
-        timeout=900,
-        max_memory="8G",
-        out=tmp_path / "m256",
-    )
-    peak, seconds = metric(rows, "peak_rss_bytes"), metric(rows, "time_median")
-    ratios = {
-        "peak analytic/unrolled": peak["analytic"] / peak["unrolled"],
-        "peak analytic/iterative-backward": peak["analytic"] / peak["iterative-backward"],
-        "time analytic/iterative-backward": seconds["analytic"] / seconds["iterative-backward"],
-    }
-    print({"peak_rss_bytes": peak.to_dict(), "time_median_s": seconds.to_dict(), **ratios})
-    assert set(statuses(rows).values()) == {"ok"}
-    assert ratios["peak analytic/unrolled"] <= 1 / 5
-    assert ratios["peak analytic/iterative-backward"] <= 1 / 3
-    assert ratios["time analytic/iterative-backward"] <= 1

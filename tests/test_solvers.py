@@ -50,7 +50,9 @@ def test_anderson_mixes_each_sample_on_its_own():
 @pytest.mark.parametrize("solver", sorted(SOLVERS))
 def test_zero_solution_counts_as_converged(solver):
     g = lambda z: 0.5 * z  # noqa: E731
-    solution = solve(solver, g, torch.zeros(3, 4, dtype=torch.float64), tol=1e-12, max_iter=50, phase="backward")
+    solution = solve(
+        solver, g, torch.zeros(3, 4, dtype=torch.float64), tol=1e-12, max_iter=50, phase="backward"
+    )
     assert solution.stats.converged and solution.stats.phase == "backward"
     assert torch.count_nonzero(solution.z) == 0
 
@@ -68,13 +70,17 @@ def test_a_sample_with_zero_rhs_does_not_spoil_the_batch():
 @pytest.mark.parametrize("solver", sorted(SOLVERS))
 def test_divergence_is_flagged_not_hidden(solver):
     g = lambda z: 2.0 * z + 1.0  # noqa: E731 - expanding map: plain iteration runs away
-    solution = solve(solver, g, torch.zeros(2, 3, dtype=torch.float64), tol=1e-10, max_iter=30, phase="forward")
+    solution = solve(
+        solver, g, torch.zeros(2, 3, dtype=torch.float64), tol=1e-10, max_iter=30, phase="forward"
+    )
     if solver == "fixed_point":
         assert not solution.stats.converged
     else:
         # Anderson solves affine maps exactly (it finds z = -1 of an expanding map too):
         # then the answer must be the true fixed point, not a silent wrong number.
-        assert not solution.stats.converged or torch.allclose(solution.z, torch.full((2, 3), -1.0, dtype=torch.float64))
+        assert not solution.stats.converged or torch.allclose(
+            solution.z, torch.full((2, 3), -1.0, dtype=torch.float64)
+        )
 
 
 def test_unknown_solver_is_a_clear_error():
