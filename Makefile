@@ -29,7 +29,7 @@ lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis results/asv results/asv-html
+	rm -rf $(VENV) .asv .pytest_cache .hypothesis results/asv results/asv-html
 
 # The issue's side-by-side benchmark: pinn_grad on tanh m=256, batch 128, tolerances 1e-10,
 # then analytic's time and memory over the others' (one run: ratios, not absolute numbers).
@@ -39,3 +39,37 @@ ratios: setup
 	$(BIN)/deqbench run -s analytic,unrolled,iterative-backward -p tanh -q pinn_grad \
 	  --size large --f-tol 1e-10 --b-tol 1e-10 --threads 1 --out $(RATIOS_DIR)
 	$(BIN)/python -m deqbench.harness.ratios $(RATIOS_DIR)
+
+# --- asv (docs/asv.md) ---------------------------------------------------------------
+# The suite (benchmarks/) runs against the project as installed in $(VENV): --python=same.
+ASV := $(BIN)/python -m asv
+ASV_ARGS ?=
+BASE ?= main
+FACTOR ?= 1.1
+ASV_BASE := .asv/base
+
+asv-machine: setup
+	$(ASV) machine --yes
+
+asv-run: asv-machine
+	$(ASV) run --python=same --set-commit-hash $$(git rev-parse HEAD) $(ASV_ARGS)
+
+asv-publish: setup
+	$(ASV) publish
+
+asv-compare: setup
+	$(ASV) compare --split --factor $(FACTOR) $(BASE) HEAD
+
+# `asv continuous` refuses an existing environment (it cannot install other commits), so
+# this does what it does: BASE's project, installed into .asv/base and put first on the
+# benchmarks' path (ASV_PYTHONPATH, as asv drops PYTHONPATH), then the working tree's, both
+# measured by the working tree's suite; fails when a benchmark got worse by more than
+# FACTOR, or started failing.
+asv-continuous: asv-machine
+	rm -rf $(ASV_BASE) && mkdir -p $(ASV_BASE)/src
+	git archive $(BASE) | tar -x -C $(ASV_BASE)/src
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation --target $(ASV_BASE)/site $(ASV_BASE)/src
+	ASV_PYTHONPATH=$(CURDIR)/$(ASV_BASE)/site $(ASV) run --python=same --set-commit-hash $(BASE) $(ASV_ARGS)
+	$(ASV) run --python=same --set-commit-hash HEAD $(ASV_ARGS)
+	$(ASV) compare --split --only-changed --factor $(FACTOR) $(BASE) HEAD | tee $(ASV_BASE)/compare.txt
+	! grep -qE '^\| [+!] ' $(ASV_BASE)/compare.txt
