@@ -1,0 +1,38 @@
+"""The Markdown and ratio reports read a run folder's rows."""
+
+import pytest
+
+import deqbench
+from deqbench.harness.markdown import error_tables
+from deqbench.harness.ratios import ratio_table
+from deqbench.harness.results import RunFolder
+
+
+@pytest.fixture(scope="module")
+def run_rows(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run") / "r"
+    deqbench.run(
+        "analytic,unrolled,analytic-seed", "tanh", "jvp2,pinn_grad", quick=True, repeats=1, out=folder
+    )
+    return RunFolder(folder).read()
+
+
+def test_error_tables_show_every_strategy_and_query_with_unsupported_marked(run_rows):
+    table = error_tables(run_rows)
+    assert table.startswith("**tanh** (m=8,n=3,batch=4,rho=0.8)")
+    assert "| strategy | jvp2 | pinn_grad |" in table
+    seed_row = next(line for line in table.splitlines() if line.startswith("| `analytic-seed`"))
+    jvp2_error = float(seed_row.split("|")[2])
+    assert jvp2_error > 1e-4 and seed_row.rstrip().endswith("| — |")
+
+
+def test_ratios_divide_the_reference_by_each_other_strategy(run_rows):
+    ratios = ratio_table(run_rows, "analytic")
+    value = ratios["value"].loc[("tanh", "pinn_grad", "time_median")]
+    ratio = ratios["analytic / strategy"].loc[("tanh", "pinn_grad", "time_median"), "unrolled"]
+    assert ratio == pytest.approx(value["analytic"] / value["unrolled"])
+
+
+def test_ratios_name_a_missing_reference(run_rows):
+    with pytest.raises(SystemExit, match="strategy 'implicit-vjp' is not in this run"):
+        ratio_table(run_rows, "implicit-vjp")
