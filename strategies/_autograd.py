@@ -51,6 +51,24 @@ def no_graph_forward(ctx, strategy, problem, names, x, theta_values) -> torch.Te
     return z
 
 
+def partials_or_none(output, inputs, cotangent, create_graph):
+    """vjp of ``output`` with ``cotangent`` for each of ``inputs``, None where an input does
+    not require grad: what a custom Function's backward returns for them."""
+    wanted = [t for t in inputs if t.requires_grad]
+    grads = iter(
+        torch.autograd.grad(
+            output,
+            wanted,
+            cotangent,
+            create_graph=create_graph,
+            retain_graph=True,
+            allow_unused=True,
+            materialize_grads=True,
+        )
+    )
+    return [next(grads) if t.requires_grad else None for t in inputs]
+
+
 class AutogradStrategy(Strategy):
     supported_queries = frozenset(QUERIES)
 

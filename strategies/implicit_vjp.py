@@ -14,7 +14,7 @@ must then take it, one reverse pass per state component.
 
 import torch
 
-from deqbench.strategies._autograd import AutogradStrategy, no_graph_forward, vjp
+from deqbench.strategies._autograd import AutogradStrategy, no_graph_forward, partials_or_none, vjp
 
 
 class _ImplicitFixedPoint(torch.autograd.Function):
@@ -26,7 +26,6 @@ class _ImplicitFixedPoint(torch.autograd.Function):
     def backward(ctx, u):
         z, x, *theta_values = ctx.saved_tensors
         theta = dict(zip(ctx.names, theta_values, strict=True))
-        inputs = [t for t in (x, *theta_values) if t.requires_grad]
         with torch.enable_grad():
             z_leaf = z.detach().requires_grad_(True)
             f_z = ctx.problem.f(theta, x, z_leaf)
@@ -37,11 +36,8 @@ class _ImplicitFixedPoint(torch.autograd.Function):
 
         with torch.no_grad():
             g = ctx.strategy.solve_backward(adjoint_step, u.detach())
-        grads = iter(
-            torch.autograd.grad(f_z, inputs, g, create_graph=torch.is_grad_enabled(), allow_unused=True)
-        )
-        grad_or_none = [next(grads) if t.requires_grad else None for t in (x, *theta_values)]
-        return (None, None, None, *grad_or_none)
+        partials = partials_or_none(f_z, [x, *theta_values], g, torch.is_grad_enabled())
+        return (None, None, None, *partials)
 
 
 class ImplicitVJP(AutogradStrategy):

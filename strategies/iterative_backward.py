@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from deqbench.queries import QUERIES
-from deqbench.strategies._autograd import AutogradStrategy, no_graph_forward
+from deqbench.strategies._autograd import AutogradStrategy, no_graph_forward, partials_or_none
 
 
 class _IteratedFixedPoint(torch.autograd.Function):
@@ -52,23 +52,12 @@ class _IteratedFixedPoint(torch.autograd.Function):
         with torch.set_grad_enabled(record):
             g = ctx.strategy.solve_backward(adjoint_step, u)
         inputs = [x, *theta_values]
-        wanted = [t for t in inputs if t.requires_grad]
         ctx.taking_partials = True
         try:
-            grads = iter(
-                torch.autograd.grad(
-                    f_z,
-                    wanted,
-                    g,
-                    create_graph=record,
-                    retain_graph=True,
-                    allow_unused=True,
-                    materialize_grads=True,
-                )
-            )
+            partials = partials_or_none(f_z, inputs, g, record)
         finally:
             ctx.taking_partials = False
-        return (None, None, None, *[next(grads) if t.requires_grad else None for t in inputs])
+        return (None, None, None, *partials)
 
 
 class IterativeBackward(AutogradStrategy):
