@@ -78,14 +78,17 @@ class Linearization:
         with torch.enable_grad():
             self.z = z.detach().requires_grad_(True)
             self.f_z = f(theta, x, self.z)
-            self.u = torch.zeros_like(z, requires_grad=True)
-            (self.jt_u,) = torch.autograd.grad(self.f_z, self.z, self.u, create_graph=True)
+        self._jt_u = None  # the graph of u -> J^T u, built on the first jvp (grad needs none)
 
     def vjp(self, g: torch.Tensor) -> torch.Tensor:
         return _grad(self.f_z, [self.z], g)[0]
 
     def jvp(self, v: torch.Tensor) -> torch.Tensor:
-        return _grad(self.jt_u, [self.u], v)[0]
+        if self._jt_u is None:
+            with torch.enable_grad():
+                self.u = torch.zeros_like(self.z, requires_grad=True)
+                (self._jt_u,) = torch.autograd.grad(self.f_z, self.z, self.u, create_graph=True)
+        return _grad(self._jt_u, [self.u], v)[0]
 
 
 class Analytic(Strategy):
