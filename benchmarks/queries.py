@@ -8,8 +8,6 @@ skipped. Lower is better for every number here, as ``asv compare`` assumes.
 
 from __future__ import annotations
 
-from deqbench.harness import worker
-
 from . import common
 
 
@@ -75,8 +73,7 @@ class QuerySavedTensors(MatrixBenchmark):
         Measured as the harness measures it; NaN (shown as n/a) where a torch.func transform
         refuses saved-tensor hooks.
         """
-        _, _, saved_bytes = worker.memory_pass(self.cell.strategy, self.cell.problem, self.cell.query)
-        return saved_bytes
+        return self.cell.saved_bytes()
 
     track_saved_tensor_bytes.unit = "bytes"
 

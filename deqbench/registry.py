@@ -26,6 +26,12 @@ class UnknownNameError(KeyError):
         return str(self.args[0])
 
 
+def _same_definition(old: type, new: type) -> bool:
+    """A class defined again by re-importing its module (a user's file edited between two
+    runs in one process): the new definition replaces the old, it is no duplicate."""
+    return (old.__module__, old.__qualname__) == (new.__module__, new.__qualname__)
+
+
 class Registry(Generic[T]):
     """Name -> class, filled by the classes as they are defined."""
 
@@ -40,7 +46,7 @@ class Registry(Generic[T]):
         if not isinstance(name, str) or not name:
             raise ValueError(f"{self.kind} class {cls.__qualname__} must set a non-empty `name`")
         existing = self._classes.get(name)
-        if existing is not None and existing is not cls:
+        if existing is not None and existing is not cls and not _same_definition(existing, cls):
             raise DuplicateNameError(
                 f"duplicate {self.kind} name {name!r}: {existing.__module__}.{existing.__qualname__}"
                 f" and {cls.__module__}.{cls.__qualname__}"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pandas is imported by the run itself: `import deqbench` stays light
     import pandas as pd
@@ -19,79 +18,43 @@ def run(
     problems: str | Sequence[str] = "all",
     queries: str | Sequence[str] = "all",
     *,
-    size: str | None = None,
-    quick: bool = False,
-    device: str = "cpu",
-    dtype: str = "float64",
-    seed: int = 0,
-    warmup: int | None = None,
-    repeats: int | None = None,
-    f_tol: float | None = None,
-    b_tol: float | None = None,
-    f_max_iter: int = 500,
-    b_max_iter: int = 500,
-    timeout: float | None = None,
-    tol: float | None = None,
-    threads: int | None = None,
-    max_memory: str | int | None = None,
     out: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
     progress: bool = False,
+    **settings: Any,
 ) -> pd.DataFrame:
     """Run the strategy x problem x query matrix; one tidy row per (cell, metric).
 
-    Arguments are those of ``deqbench run`` (names, comma lists, ``"all"`` or
-    ``"path/to/file.py:Class"`` for strategies and problems; ``size`` a preset and/or
-    ``"knob=value"`` overrides). Each cell runs in a process of its own. With ``out`` the
-    run folder is kept (and can be finished later with ``resume=out``); without it the rows
-    are only returned. Bad input raises :class:`deqbench.harness.runner.BadInput` (a
-    ValueError) before anything is written.
+    ``settings`` are the options of ``deqbench run`` by their field names in
+    :class:`deqbench.harness.settings.RunSettings` (``size``, ``quick``, ``device``,
+    ``dtype``, ``seed``, ``warmup``, ``repeats``, ``f_solver``, ``b_solver``, ``f_tol``,
+    ``b_tol``, ``f_max_iter``, ``b_max_iter``, ``tol``, ``timeout``, ``threads``,
+    ``max_memory``), with the same meaning and checks. Strategies and problems are names,
+    comma lists, ``"all"`` or ``"path/to/file.py:Class"``. Each cell runs in a process of
+    its own. With ``out`` the run folder is kept (and can be finished later with
+    ``resume=out``); without it the rows are only returned. Bad input raises
+    :class:`deqbench.harness.settings.BadInput` (a ValueError) before anything is written.
 
     >>> rows = deqbench.run("analytic,unrolled", "tanh", "pinn_grad", quick=True)
     >>> rows[rows.metric == "relative_error"]
     """
     from deqbench.harness import runner
+    from deqbench.harness.progress import reporter
+    from deqbench.harness.settings import BadInput, make_settings
 
     if resume is not None:
-        settings, folder, record = runner.resume_settings(resume)
-        with _reporter(progress) as reporter:
-            return runner.execute(settings, folder, record, reporter=reporter)
-    settings = runner.make_settings(
-        strategies,
-        problems,
-        queries,
-        size=size,
-        quick=quick,
-        device=device,
-        dtype=dtype,
-        seed=seed,
-        warmup=warmup,
-        repeats=repeats,
-        f_tol=f_tol,
-        b_tol=b_tol,
-        f_max_iter=f_max_iter,
-        b_max_iter=b_max_iter,
-        timeout=timeout,
-        tol=tol,
-        threads=threads,
-        max_memory=max_memory,
-    )
+        if settings:
+            raise BadInput(f"resume takes its settings from run.json; drop {', '.join(sorted(settings))}")
+        run_settings, folder, record = runner.resume_settings(resume)
+        with reporter(progress) as report:
+            return runner.execute(run_settings, folder, record, reporter=report)
+    run_settings = make_settings(strategies=strategies, problems=problems, queries=queries, **settings)
     keep = out is not None
-    path = runner.prepare_out(out) if keep else Path(tempfile.mkdtemp(prefix="deqbench-run-")) / "run"
+    scratch = None if keep else Path(tempfile.mkdtemp(prefix="deqbench-run-"))
     try:
-        planned = runner.checked_plan(settings)
-        folder, record = runner.create_run(settings, path, [p.cell for p in planned])
-        with _reporter(progress) as reporter:
-            return runner.execute(settings, folder, record, reporter=reporter)
+        folder, record = runner.new_run(run_settings, out if keep else scratch / "run")
+        with reporter(progress) as report:
+            return runner.execute(run_settings, folder, record, reporter=report)
     finally:
-        if not keep:
-            shutil.rmtree(path.parent, ignore_errors=True)
-
-
-def _reporter(progress: bool):
-    """A progress bar on stderr, or nothing (as a context manager either way)."""
-    if not progress:
-        return contextlib.nullcontext(None)
-    from deqbench.harness.cli import ProgressReporter
-
-    return ProgressReporter()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)

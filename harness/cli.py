@@ -1,31 +1,27 @@
 """The ``deqbench`` command: run the matrix, list what is installed, show and export runs.
 
 Exit codes: 0 when every cell whose query its strategy claims exact verified; 1 when one of
-them is wrong, diverged or raised; 2 on bad input (one line on stderr, nothing written).
+them is wrong, diverged or raised, or was stopped before it could be checked; 2 on bad
+input (one line on stderr, nothing written) or a results folder that cannot be written.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import warnings
 from pathlib import Path
 
 import click
 from click.core import ParameterSource
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 import deqbench
 from deqbench.harness import results, runner, summary
-from deqbench.harness.runner import BadInput
+from deqbench.harness.progress import ProgressReporter
+from deqbench.harness.run_folder import RUN_FILE, RunFolder, UnreadableRun
+from deqbench.harness.settings import BadInput, make_settings, options
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -51,160 +47,34 @@ def main() -> None:
     `deqbench run` measures every cell of the strategy x problem x query matrix (accuracy
     against an independent oracle, time, memory, solver iterations), each in a process of
     its own, and keeps every finished cell in a results folder. `deqbench list` shows what
-    can be run; `deqbench show DIR` and `deqbench export DIR` read a run back.
+    can be run; `deqbench show DIR` and `deqbench export DIR` read a run back;
+    `deqbench cache info|clear` looks after the oracle's answers.
     """
+    warnings.showwarning = one_line_warning
+
+
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (a skipped cell file, a rebuilt cache entry) as one line on stderr."""
+    click.echo(f"deqbench: warning: {message}", err=True)
 
 
 # ------------------------------------------------------------------------ run
-class ProgressReporter:
-    """A rich progress bar on stderr: the current cell, cells done, elapsed time and ETA.
+def settings_options(command):
+    """The options of :class:`~deqbench.harness.settings.RunSettings`, as click options.
 
-    Cells that are not ok (nor unsupported) are printed above the bar as they finish.
+    Values reach the settings' own parsers as typed (strings), so the CLI and
+    ``deqbench.run`` check them alike and give the same one-line messages.
     """
-
-    def __init__(self, console: Console | None = None):
-        self.console = console or Console(stderr=True)
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-        )
-        self.task = None
-
-    def __enter__(self) -> ProgressReporter:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.progress.stop()
-
-    def started(self, planned, index: int, total: int) -> None:
-        if self.task is None:
-            self.task = self.progress.add_task("", total=total)
-        self.progress.update(self.task, description=planned.cell.id)
-
-    def finished(self, planned, status: str) -> None:
-        if status not in (results.OK, results.UNSUPPORTED):
-            style = summary.cell_style(status, planned.cell.expected_exact)
-            self.console.print(f"{planned.cell.id}: {status}", style=style, highlight=False)
-        self.progress.advance(self.task)
-
-
-MATRIX_OPTIONS = (
-    "strategy",
-    "problem",
-    "query",
-    "size",
-    "quick",
-    "device",
-    "dtype",
-    "seed",
-    "repeats",
-    "warmup",
-    "f_tol",
-    "b_tol",
-    "f_max_iter",
-    "b_max_iter",
-    "timeout",
-    "tol",
-    "threads",
-    "max_memory",
-    "out",
-)
+    for name, opt in reversed(list(options().items())):
+        if opt.is_flag:
+            command = click.option(*opt.flags, name, is_flag=True, default=False, help=opt.help)(command)
+        else:
+            command = click.option(*opt.flags, name, default=None, metavar="VALUE", help=opt.help)(command)
+    return command
 
 
 @main.command("run")
-@click.option(
-    "--strategy",
-    "-s",
-    default="all",
-    show_default=True,
-    help="Strategy names, comma-separated, 'all', or path/to/file.py:Class.",
-)
-@click.option(
-    "--problem",
-    "-p",
-    default="all",
-    show_default=True,
-    help="Problem names, comma-separated, 'all', or path/to/file.py:Class (your own Problem).",
-)
-@click.option(
-    "--query",
-    "-q",
-    default="all",
-    show_default=True,
-    help="Queries, comma-separated, or 'all' (see `deqbench list`).",
-)
-@click.option(
-    "--size",
-    default=None,
-    metavar="SIZE",
-    help="A size preset (quick, default, large), knob=value overrides such as "
-    "m=256,batch=128, or both ('large,batch=8'). An override applies to the problems "
-    "that have that knob. [default: default, or quick with --quick]",
-)
-@click.option(
-    "--quick",
-    is_flag=True,
-    help=f"Small and fast: the quick preset, {runner.QUICK['warmup']} warm-up run and "
-    f"{runner.QUICK['repeats']} timed repeats (what CI runs).",
-)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--dtype", default="float64", show_default=True, help="float64 or float32.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the problem instances.")
-@click.option(
-    "--repeats",
-    type=int,
-    default=None,
-    help=f"Timed repeats per cell (median and IQR). [default: {runner.FULL['repeats']}]",
-)
-@click.option(
-    "--warmup",
-    type=int,
-    default=None,
-    help=f"Untimed runs before measuring. [default: {runner.FULL['warmup']}]",
-)
-@click.option(
-    "--f-tol",
-    type=float,
-    default=None,
-    help="Forward solver tolerance (relative residual). [default: 1e-10; 1e-5 in float32]",
-)
-@click.option(
-    "--b-tol",
-    type=float,
-    default=None,
-    help="Backward (linear) solver tolerance. [default: 1e-10; 1e-5 in float32]",
-)
-@click.option("--f-max-iter", type=int, default=500, show_default=True, help="Forward solver iteration cap.")
-@click.option("--b-max-iter", type=int, default=500, show_default=True, help="Backward solver iteration cap.")
-@click.option(
-    "--tol",
-    type=float,
-    default=None,
-    help="A cell is 'wrong' when its worst relative error against the oracle exceeds "
-    "this. [default: 1e-6; 1e-2 in float32]",
-)
-@click.option(
-    "--timeout",
-    type=float,
-    default=None,
-    help="Seconds a cell may take before its worker is killed ('timeout'). [default: none]",
-)
-@click.option("--threads", type=int, default=None, help="torch threads in each worker. [default: torch's]")
-@click.option(
-    "--max-memory",
-    default=None,
-    metavar="BYTES",
-    help="Stop a cell whose resident memory passes this (e.g. 8G, 512M; 'none': no cap) and "
-    "record it as oom. [default: 90% of the memory available at the start]",
-)
+@settings_options
 @click.option(
     "--out",
     "-o",
@@ -216,46 +86,53 @@ MATRIX_OPTIONS = (
     "--resume",
     type=click.Path(path_type=Path),
     default=None,
-    help="Finish an interrupted run: its settings come from DIR/run.json, finished "
-    "cells are kept, the others run. Takes no other matrix option.",
+    help="Finish an interrupted run: its settings, and the strategy and problem files it names, "
+    "come from DIR/run.json; finished cells are kept, the others run. Takes no other option.",
 )
 @click.pass_context
-def run_command(ctx: click.Context, resume: Path | None, **options) -> None:
+def run_command(ctx: click.Context, resume: Path | None, out: Path | None, **given) -> None:
     """Measure the strategy x problem x query matrix, cell by cell.
 
-    Each cell runs in a worker process of its own: the problem is built, warmed up, then
+    Each cell runs in worker processes of its own: the problem is built, warmed up, then
     measured once for memory (peak resident set over the warmed-up baseline, or CUDA
-    allocator peak; bytes autograd saved) and `--repeats` times for time. Its answer is
-    compared with the oracle's (cached on disk, in $DEQBENCH_CACHE_DIR or
-    ~/.cache/deqbench/oracle). Every finished cell is written at once, as parquet, to the
-    results folder: a killed run loses only the cell in flight (`--resume DIR`).
+    allocator peak), once for the bytes autograd saves, and `--repeats` times for time. Its
+    answer is compared with the oracle's (cached on disk under a fingerprint of the
+    problem's numbers: `deqbench cache info`). Every finished cell is written at once, as
+    parquet, to the results folder: a killed run loses only the cell in flight (`--resume
+    DIR`). A folder is locked while a run writes to it.
 
     A cell's status is ok, wrong (error above --tol), diverged (a solve did not converge),
-    unsupported, error (raised), timeout or oom. The exit code is 1 when a strategy is
-    wrong, diverged or raised on a query it claims exact; wrong answers on queries a
-    strategy does not claim are reported, highlighted, but do not fail the run.
+    unsupported, error (raised), timeout, oom or killed (by a signal from outside). The
+    exit code is 1 when a strategy is wrong, diverged or raised on a query it claims exact,
+    or such a cell was stopped (timeout, oom, killed) before it could be checked; wrong
+    answers on queries a strategy does not claim are reported, highlighted, but do not fail
+    the run. Exit code 2: bad input (one line, nothing written) or a results folder that
+    cannot be written; 130: interrupted.
 
     \b
     Examples:
       deqbench run --strategy all --quick
       deqbench run -s analytic,unrolled -p tanh -q pinn_grad --size m=256,batch=128
       deqbench run -p my_problem.py:MyProblem --quick
+      deqbench run --resume results/20261202-101500-1a2b3c
     """
+    interrupt_on_termination()
     try:
         if resume is not None:
-            given = [o for o in MATRIX_OPTIONS if ctx.get_parameter_source(o) != ParameterSource.DEFAULT]
-            if given:
-                flags = ", ".join("--" + o.replace("_", "-") for o in given)
+            extra = [o for o in [*options(), "out"] if ctx.get_parameter_source(o) != ParameterSource.DEFAULT]
+            if extra:
+                flags = ", ".join(options()[o].flag if o in options() else "--out" for o in extra)
                 raise BadInput(f"--resume takes its settings from DIR/run.json; drop {flags}")
             settings, folder, record = runner.resume_settings(resume)
         else:
-            settings, folder, record = new_run(options)
+            settings = make_settings(**given)
+            folder, record = runner.new_run(settings, out)
     except BadInput as error:
         fail(str(error))
     console = stdout_console()
     console.print(f"results: {folder.path}", highlight=False)
     if resume is not None:
-        done, total = len(folder.finished()), len(record.get("cells", []))
+        done, total = len(folder.finished()), len(record["cells"])
         console.print(f"resuming: {done} of {total} cells already finished", highlight=False)
     try:
         with ProgressReporter() as reporter:
@@ -265,36 +142,23 @@ def run_command(ctx: click.Context, resume: Path | None, **options) -> None:
             f"interrupted: finished cells are in {folder.path}; deqbench run --resume {folder.path}", err=True
         )
         sys.exit(EXIT_INTERRUPTED)
+    except (BadInput, runner.RunAborted) as error:
+        fail(str(error))
     summary.print_summary(rows, console)
     console.print(f"results: {folder.path}", highlight=False)
-    sys.exit(EXIT_FAILED if len(results.failed_cells(rows)) else 0)
+    failing = len(results.failed_cells(rows)) + len(results.unverified_cells(rows))
+    sys.exit(EXIT_FAILED if failing else 0)
 
 
-def new_run(options: dict) -> tuple:
-    settings = runner.make_settings(
-        options["strategy"],
-        options["problem"],
-        options["query"],
-        size=options["size"],
-        quick=options["quick"],
-        device=options["device"],
-        dtype=options["dtype"],
-        seed=options["seed"],
-        warmup=options["warmup"],
-        repeats=options["repeats"],
-        f_tol=options["f_tol"],
-        b_tol=options["b_tol"],
-        f_max_iter=options["f_max_iter"],
-        b_max_iter=options["b_max_iter"],
-        timeout=options["timeout"],
-        tol=options["tol"],
-        threads=options["threads"],
-        max_memory=options["max_memory"],
-    )
-    out = runner.prepare_out(options["out"])
-    planned = runner.checked_plan(settings)
-    folder, record = runner.create_run(settings, out, [p.cell for p in planned])
-    return settings, folder, record
+def interrupt_on_termination() -> None:
+    """SIGTERM and SIGHUP end a run as Ctrl-C does: the cell in flight is killed, every
+    finished cell is kept, and the message says how to resume."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
 
 
 # ----------------------------------------------------------------------- list
@@ -338,10 +202,15 @@ def list_command() -> None:
 
 
 # ----------------------------------------------------------------- show, export
-def open_run(directory: Path) -> results.RunFolder:
-    folder = results.RunFolder(directory)
+def open_run(directory: Path) -> RunFolder:
+    """A run folder to read, with a readable run.json (else one line and exit 2)."""
+    folder = RunFolder(directory)
     if not folder.exists():
-        fail(f"{directory}: no {results.RUN_FILE} there; accepted: a folder made by deqbench run")
+        fail(f"{directory}: no {RUN_FILE} there; accepted: a folder made by deqbench run")
+    try:
+        folder.load()
+    except UnreadableRun as error:
+        fail(str(error))
     return folder
 
 
@@ -352,7 +221,7 @@ def show_command(directory: Path) -> None:
     folder = open_run(directory)
     rows = folder.read()
     console = stdout_console()
-    planned = folder.load().get("cells", [])
+    planned = folder.load()["cells"]
     finished = results.cell_statuses(rows)["cell"].nunique() if not rows.empty else 0
     if finished < len(planned):
         console.print(

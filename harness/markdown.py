@@ -11,7 +11,7 @@ import sys
 
 import pandas as pd
 
-from deqbench.harness.results import RunFolder
+from deqbench.harness.run_folder import RunFolder
 from deqbench.queries import QUERIES
 
 

@@ -1,4 +1,5 @@
-"""The strategy x problem x query matrix: the one source of truth for tests, asv and the CLI.
+"""The strategy x problem x query matrix: the one source of truth for tests, asv and the CLI,
+and the plan of a run's cells (:func:`plan`).
 
 Every combination is a cell, supported or not; an unsupported cell carries the reason (the
 strategy lacks the query, or the problem cannot pose it) and is recorded as "unsupported"
@@ -10,7 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
+from deqbench.harness.cell import CellSpec
+from deqbench.harness.references import resolve_class
+from deqbench.harness.settings import RunSettings, problem_overrides
 from deqbench.problems.base import PROBLEMS, Problem
 from deqbench.queries import QUERIES
 from deqbench.strategies.base import STRATEGIES
@@ -71,3 +76,63 @@ def build_matrix(
     problems = list(problems) if problems is not None else problem_names()
     queries = list(queries) if queries is not None else query_names()
     return [cell(s, p, q, preset) for s in strategies for p in problems for q in queries]
+
+
+# ------------------------------------------------------------------ a run's plan
+@dataclass(frozen=True)
+class PlannedCell:
+    """A cell of a run, with the spec its worker builds it from and its resolved size."""
+
+    cell: Cell
+    spec: CellSpec
+    size: dict[str, Any]
+
+
+def strategy_cell(strategy: str, problem: str, query: str) -> Cell:
+    """A cell whose support is decided from the strategy alone, without building the
+    problem in this process: a problem the query cannot pose is found out by the worker
+    (a user's build() may hang or crash, and only a worker can be stopped)."""
+    reason = (
+        None
+        if query in STRATEGIES.get(strategy).supported_queries
+        else (f"strategy {strategy!r} does not support query {query!r}")
+    )
+    return Cell(strategy, problem, query, reason)
+
+
+def plan(settings: RunSettings) -> list[PlannedCell]:
+    """The run's cells in the matrix's order (strategy, problem, query), each with its spec."""
+    strategy_refs = {resolve_class(ref, "strategy").name: ref for ref in settings.strategies}
+    problem_classes = {ref: resolve_class(ref, "problem") for ref in settings.problems}
+    planned = []
+    for strategy, strategy_ref in strategy_refs.items():
+        for problem_ref, problem_cls in problem_classes.items():
+            overrides = problem_overrides(problem_cls, settings.preset, settings.overrides)
+            size = problem_cls.resolve_size(settings.preset, overrides)
+            for query in settings.queries:
+                spec = CellSpec(
+                    strategy=strategy_ref,
+                    problem=problem_ref,
+                    query=query,
+                    preset=settings.preset,
+                    overrides=overrides,
+                    device=settings.device,
+                    dtype=settings.dtype,
+                    seed=settings.seed,
+                    solver_settings=settings.solver_settings(),
+                    warmup=settings.warmup_runs,
+                    repeats=settings.timed_repeats,
+                    threads=settings.threads,
+                )
+                cell = strategy_cell(strategy, problem_cls.name, query)
+                planned.append(PlannedCell(cell, spec, size))
+    return planned
+
+
+def quick_spec(strategy: str, problem: str, query: str) -> CellSpec:
+    """The spec ``deqbench run --quick`` runs this cell with (the asv suite's entry point)."""
+    from deqbench.harness.settings import make_settings
+
+    settings = make_settings(strategies=[strategy], problems=[problem], queries=[query], quick=True)
+    (planned,) = plan(settings)
+    return planned.spec

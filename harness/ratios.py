@@ -11,7 +11,7 @@ import sys
 
 import pandas as pd
 
-from deqbench.harness.results import RunFolder
+from deqbench.harness.run_folder import RunFolder
 
 METRICS = ("time_median", "peak_rss_bytes", "cuda_peak_bytes", "saved_tensor_bytes")
 

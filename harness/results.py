@@ -1,11 +1,6 @@
-"""Results: tidy rows, one parquet file per finished cell, and the run folder around them.
+"""Results: tidy rows, one per (cell, metric), and the run metadata they carry.
 
-A run folder holds::
-
-    run.json                  the run's settings and planned cells (what --resume reads)
-    cells/<safe cell id>.parquet   one file per finished cell, written atomically
-    logs/<safe cell id>.log   a cell worker's output, kept only when it printed something
-
+(The run folder that holds them, one parquet file per finished cell, is :mod:`.run_folder`.)
 Each row is one (cell, metric) pair: ``metric``, ``value`` (a float), ``unit`` and
 ``output`` (the output tensor for per-output metrics such as ``relative_error``, else
 empty), with the cell's identity, status and the run's metadata repeated on every row, so
@@ -14,8 +9,6 @@ any subset of rows stands on its own in pandas.
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import re
 import socket
@@ -29,24 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-RUN_FILE = "run.json"
-CELLS_DIR = "cells"
-LOGS_DIR = "logs"
-RUN_FORMAT = 1
-
-#: Cell statuses. "ok", "wrong" and "diverged" cells were measured; the others were not.
-OK, WRONG, UNSUPPORTED, DIVERGED, ERROR, TIMEOUT, OOM = (
-    "ok",
-    "wrong",
-    "unsupported",
-    "diverged",
-    "error",
-    "timeout",
-    "oom",
-)
-STATUSES = (OK, WRONG, UNSUPPORTED, DIVERGED, ERROR, TIMEOUT, OOM)
-#: Statuses that fail a run (exit code 1) when the strategy claims the query exact.
-FAILING = (WRONG, DIVERGED, ERROR)
+from deqbench.harness.status import FAILED_VERIFICATION, UNVERIFIED
 
 #: Column order of every row; ``value`` is float, ``expected_exact`` bool, ``threads`` int.
 COLUMNS = [
@@ -68,6 +44,8 @@ COLUMNS = [
     "output",
     "oracle_method",
     "tol",
+    "f_solver",
+    "b_solver",
     "f_tol",
     "b_tol",
     "f_max_iter",
@@ -178,89 +156,6 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-# ---------------------------------------------------------------- run folder
-class RunFolder:
-    """A run's folder on disk: settings in run.json, one parquet file per finished cell."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)  # as given, for messages; files are addressed absolutely
-        self.root = self.path.absolute()
-
-    @property
-    def run_file(self) -> Path:
-        return self.root / RUN_FILE
-
-    @property
-    def cells_dir(self) -> Path:
-        return self.root / CELLS_DIR
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.root / LOGS_DIR
-
-    def exists(self) -> bool:
-        return self.run_file.is_file()
-
-    def create(self, run: dict[str, Any]) -> None:
-        """Make the folder and write run.json (the folder must not already hold a run)."""
-        self.cells_dir.mkdir(parents=True, exist_ok=True)
-        self.logs_dir.mkdir(exist_ok=True)
-        write_atomically(self.run_file, json.dumps({"format": RUN_FORMAT, **run}, indent=2).encode())
-
-    def load(self) -> dict[str, Any]:
-        run = json.loads(self.run_file.read_text())
-        if run.get("format") != RUN_FORMAT:
-            raise ValueError(f"{self.run_file} has format {run.get('format')!r}; expected {RUN_FORMAT}")
-        return run
-
-    def cell_path(self, cell_id: str) -> Path:
-        return self.cells_dir / f"{safe_name(cell_id)}.parquet"
-
-    def log_path(self, cell_id: str) -> Path:
-        return self.logs_dir / f"{safe_name(cell_id)}.log"
-
-    def finished(self) -> set[str]:
-        """Ids of the cells whose file is complete (a killed write leaves only a temp file)."""
-        if not self.cells_dir.is_dir():
-            return set()
-        frames = [pd.read_parquet(path, columns=["cell"]) for path in self.cell_files()]
-        return {cell for frame in frames for cell in frame["cell"].unique()}
-
-    def cell_files(self) -> list[Path]:
-        return sorted(self.cells_dir.glob("*.parquet"))
-
-    def remove_partial_files(self) -> None:
-        """Temp files left by a run killed mid-write."""
-        for leftover in self.cells_dir.glob("*.tmp"):
-            leftover.unlink(missing_ok=True)
-
-    def write_cell(self, cell_id: str, rows: pd.DataFrame) -> Path:
-        path = self.cell_path(cell_id)
-        temporary = path.with_name(path.name + ".tmp")
-        rows.to_parquet(temporary, index=False)
-        with open(temporary, "rb") as written:  # on disk before it takes the final name
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-        return path
-
-    def read(self) -> pd.DataFrame:
-        """Every finished cell's rows in one frame, cells in the run's planned order."""
-        frames = [pd.read_parquet(path) for path in self.cell_files()]
-        if not frames:
-            return normalise(pd.DataFrame(columns=COLUMNS))
-        rows = pd.concat(frames, ignore_index=True)
-        planned = self.load().get("cells", []) if self.exists() else []
-        order = {cell: index for index, cell in enumerate(planned)}
-        position = rows["cell"].map(lambda cell: order.get(cell, len(order)))
-        return rows.iloc[position.argsort(kind="stable")].reset_index(drop=True)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
 # ---------------------------------------------------------------- cell-level views
 def cell_statuses(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: its identity, status, whether exact is claimed, and the message."""
@@ -271,4 +166,10 @@ def cell_statuses(rows: pd.DataFrame) -> pd.DataFrame:
 def failed_cells(rows: pd.DataFrame) -> pd.DataFrame:
     """Cells that fail verification: claimed exact, and wrong, diverged or errored."""
     cells = cell_statuses(rows)
-    return cells[cells["expected_exact"] & cells["status"].isin(FAILING)]
+    return cells[cells["expected_exact"] & cells["status"].isin(FAILED_VERIFICATION)]
+
+
+def unverified_cells(rows: pd.DataFrame) -> pd.DataFrame:
+    """Claimed-exact cells stopped before they could be checked (timeout, oom, killed)."""
+    cells = cell_statuses(rows)
+    return cells[cells["expected_exact"] & cells["status"].isin(UNVERIFIED)]

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from deqbench.harness import results
+from deqbench.harness.status import FAILED_VERIFICATION, UNVERIFIED, Status
 
 MEMORY_METRICS = ("peak_rss_bytes", "cuda_peak_bytes")
 
@@ -44,13 +45,13 @@ def format_bytes(value: float) -> str:
 
 
 def cell_style(status: str, expected_exact: bool) -> str:
-    if status == results.OK:
+    if status == Status.OK:
         return "green"
-    if status == results.UNSUPPORTED:
+    if status == Status.UNSUPPORTED:
         return "dim"
-    if status in (results.TIMEOUT, results.OOM):
-        return "magenta"
-    if status in results.FAILING and expected_exact:
+    if status in UNVERIFIED:
+        return "bold magenta" if expected_exact else "magenta"
+    if status in FAILED_VERIFICATION and expected_exact:
         return "bold red"
     return "yellow"
 
@@ -66,20 +67,20 @@ def cell_text(cell_rows: pd.DataFrame) -> Text:
     first = cell_rows.iloc[0]
     status, exact = first["status"], bool(first["expected_exact"])
     style = cell_style(status, exact)
-    if status == results.UNSUPPORTED:
+    if status == Status.UNSUPPORTED:
         return Text("—", style=style)
-    if status in (results.ERROR, results.TIMEOUT, results.OOM) and "time_median" not in set(
+    if status in (Status.ERROR, *UNVERIFIED) and "time_median" not in set(
         cell_rows["metric"]
     ):
         return Text(status, style=style)
-    label = status if status in (results.DIVERGED, results.ERROR) else ""
+    label = status if status in (Status.DIVERGED, Status.ERROR) else ""
     error = format_error(metric_value(cell_rows, "relative_error"))
     lines = [
         f"{label} {error}".strip() if label else f"err {error}",
         format_seconds(metric_value(cell_rows, "time_median")),
         format_bytes(metric_value(cell_rows, MEMORY_METRICS)),
     ]
-    if status == results.WRONG and not exact:
+    if status == Status.WRONG and not exact:
         lines[0] += " *"
     return Text("\n".join(lines), style=style)
 
@@ -105,12 +106,19 @@ def problem_table(rows: pd.DataFrame, problem: str) -> Table:
 def status_counts(rows: pd.DataFrame) -> Text:
     cells = results.cell_statuses(rows)
     counts = cells["status"].value_counts()
-    parts = [f"{counts[s]} {s}" for s in results.STATUSES if s in counts]
+    parts = [f"{counts[s]} {s}" for s in Status if s in counts]
     failed = len(results.failed_cells(rows))
+    unverified = len(results.unverified_cells(rows))
     text = Text(f"{len(cells)} cells: " + ", ".join(parts) + ". ")
     if failed:
-        text.append(f"{failed} failed verification on a query the strategy claims exact.", "bold red")
-    else:
+        text.append(f"{failed} failed verification on a query the strategy claims exact. ", "bold red")
+    if unverified:
+        text.append(
+            f"{unverified} claimed-exact cells were stopped (timeout, oom, killed) before they could "
+            "be checked.",
+            "bold magenta",
+        )
+    if not failed and not unverified:
         text.append("No strategy failed on a query it claims exact.", "green")
     return text
 
@@ -119,7 +127,7 @@ def notes(rows: pd.DataFrame) -> list[Text]:
     """One line per cell that is not ok or unsupported, with its message."""
     cells = results.cell_statuses(rows)
     lines = []
-    for _, cell in cells[~cells["status"].isin([results.OK, results.UNSUPPORTED])].iterrows():
+    for _, cell in cells[~cells["status"].isin([Status.OK, Status.UNSUPPORTED])].iterrows():
         style = cell_style(cell["status"], bool(cell["expected_exact"]))
         claim = "" if cell["expected_exact"] else " (not claimed exact)"
         lines.append(Text(f"{cell['cell']}: {cell['status']}{claim}: {cell['message']}", style=style))
@@ -129,7 +137,7 @@ def notes(rows: pd.DataFrame) -> list[Text]:
 LEGEND = (
     "Each cell: worst relative error vs the oracle, median time, peak memory. "
     "Red: fails a query the strategy claims exact; yellow (*): wrong where no exactness is "
-    "claimed; magenta: timeout or out of memory; —: unsupported."
+    "claimed; magenta: timeout, out of memory or killed; —: unsupported."
 )
 
 

@@ -1,0 +1,126 @@
+"""Measuring one cell in the current process: build, warm up, memory, then time.
+
+:func:`measure` is what a worker process runs for a cell (:mod:`.server` gives it a process
+of its own): it builds the cell, warms up, makes one memory pass (peak memory over the
+warmed-up baseline; the answer that is checked against the oracle), one pass for the bytes
+autograd saves, and ``repeats`` timed runs. It never writes results; the parent does.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import traceback
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from deqbench.harness.cell import CellSpec, PreparedCell
+from deqbench.harness.memory import pin_malloc_thresholds
+from deqbench.harness.status import Status
+from deqbench.queries import UnsupportedQueryError
+
+#: A worker's status for a cell it measured (the parent then verifies it into ok/wrong/...).
+MEASURED = "measured"
+
+
+@dataclass
+class Measurement:
+    """What came back from a worker (or what the parent knows when nothing did)."""
+
+    status: str  # MEASURED, or the Status of a cell that could not be measured
+    message: str = ""
+    values: dict[str, np.ndarray] = field(default_factory=dict)  # float64, CPU
+    solver_totals: dict[str, float] = field(default_factory=dict)
+    times: list[float] = field(default_factory=list)  # seconds, one per repeat
+    memory_metric: str = ""  # peak_rss_bytes or cuda_peak_bytes
+    peak_bytes: float = float("nan")
+    saved_bytes: float = float("nan")
+    threads: int = 0
+    device_name: str = ""
+
+    @property
+    def time_median(self) -> float:
+        return statistics.median(self.times) if self.times else float("nan")
+
+    @property
+    def time_iqr(self) -> float:
+        if len(self.times) < 2:
+            return 0.0 if self.times else float("nan")
+        q1, _, q3 = statistics.quantiles(self.times, n=4, method="inclusive")
+        return q3 - q1
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def measure(spec: CellSpec) -> Measurement:
+    """Build, warm up, measure memory (and keep that answer), then time ``repeats`` runs."""
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    pin_malloc_thresholds()
+    cell = PreparedCell.build(spec)
+    reason = cell.unsupported_reason()
+    if reason is not None:
+        return Measurement(Status.UNSUPPORTED, reason)
+    cell.warm_up()
+    result, peak = cell.memory_run()
+    saved = cell.saved_bytes()
+    times = [cell.timed_run() for _ in range(spec.repeats)]
+    return Measurement(
+        MEASURED,
+        values={k: v.detach().to("cpu", torch.float64).numpy() for k, v in result.values.items()},
+        solver_totals={k: float(v) for k, v in result.solver_totals().items()},
+        times=times,
+        memory_metric=peak.metric,
+        peak_bytes=float(peak.peak_bytes),
+        saved_bytes=saved,
+        threads=torch.get_num_threads(),
+        device_name=device_name(cell.problem.device),
+    )
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, Python's MemoryError, or torch's CPU allocator giving up
+    (a plain RuntimeError: "DefaultCPUAllocator: can't allocate memory")."""
+    oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None), MemoryError) if t is not None)
+    return isinstance(error, oom_types) or "can't allocate memory" in str(error)
+
+
+def failure_status(error: BaseException) -> Status:
+    return Status.OOM if is_out_of_memory(error) else Status.ERROR
+
+
+@dataclass(frozen=True)
+class MeasureJob:
+    """A worker job: measure one cell; every exception becomes a status and one line."""
+
+    spec: CellSpec
+
+    def __call__(self) -> Measurement:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # convergence is reported as a status instead
+                return measure(self.spec)
+        except UnsupportedQueryError as error:  # a size override made the query impossible
+            return Measurement(Status.UNSUPPORTED, str(error))
+        except Exception as error:  # noqa: BLE001 - anything the cell raises is its result
+            traceback.print_exc()
+            return Measurement(failure_status(error), one_line(error))

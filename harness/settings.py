@@ -1,0 +1,438 @@
+"""A run's settings, defined once: the fields of :class:`RunSettings`.
+
+Each field carries its command-line flags, help text and parser in its metadata; the
+``deqbench run`` options and the keywords of :func:`deqbench.run` are both derived from
+these fields, so a setting is added in one place. Every value a user gives passes through
+its field's parser, which raises :class:`BadInput` with one line naming the flag, what was
+wrong and what is accepted; nothing is written before all of them pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import psutil
+import torch
+
+from deqbench.harness.references import BadReference, absolute_reference, resolve_class
+from deqbench.problems.base import PROBLEMS
+from deqbench.queries import QUERIES
+from deqbench.solvers import SOLVERS
+from deqbench.strategies.base import STRATEGIES
+
+#: --quick: the "quick" size preset, one warm-up run and three timed repeats.
+QUICK = {"preset": "quick", "warmup": 1, "repeats": 3}
+FULL = {"preset": "default", "warmup": 1, "repeats": 5}
+#: Solver tolerances a dtype can reach, and the relative error above which an answer is
+#: "wrong". float32 cannot resolve a 1e-10 residual, nor agree with float64 to 1e-6: third
+#: derivatives (pinn2_grad) of a correct strategy lose a few more digits to rounding, up to
+#: 2e-3 on the quick problems, so float32 checks catch blunders and float64 checks digits.
+SOLVER_TOL = {"float64": 1e-10, "float32": 1e-5}
+VERIFY_TOL = {"float64": 1e-6, "float32": 1e-2}
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+#: torch seeds are 64-bit: torch.Generator.manual_seed refuses anything larger.
+MAX_SEED = 2**64 - 1
+#: Without --max-memory, a cell may use this share of the memory available at the start.
+AUTO_MEMORY_SHARE = 0.9
+
+
+class BadInput(ValueError):
+    """Input the run cannot start with; the message is one line for the user."""
+
+
+# ------------------------------------------------------------------- parsers
+def parse_names(value: str | Sequence[str], flag: str) -> list[str]:
+    """``"a,b"`` or ``["a", "b"]`` -> ``["a", "b"]``, without blanks or repeats."""
+    items = value.split(",") if isinstance(value, str) else [p for v in value for p in str(v).split(",")]
+    names = list(dict.fromkeys(item.strip() for item in items if item.strip()))
+    if not names:
+        raise BadInput(f"{flag} is empty; give a name, a comma-separated list, or all")
+    return names
+
+
+def references_parser(kind: str) -> Callable[[Any, str], list[str]]:
+    """Registry names and ``file.py:Class`` references, each checked; "all": every registered one."""
+    registry = STRATEGIES if kind == "strategy" else PROBLEMS
+
+    def parse(value, flag):
+        references = []
+        for name in parse_names(value, flag):
+            if name == "all":
+                references.extend(registry.names())
+                continue
+            try:
+                resolve_class(name, kind)
+            except BadReference as error:
+                raise BadInput(str(error)) from None
+            references.append(absolute_reference(name))
+        return list(dict.fromkeys(references))
+
+    return parse
+
+
+def parse_queries(value, flag) -> list[str]:
+    names = parse_names(value, flag)
+    if "all" in names:
+        return list(QUERIES)
+    for name in names:
+        if name not in QUERIES:
+            raise BadInput(f"unknown query {name!r}; known: {', '.join(QUERIES)}, all")
+    return names
+
+
+def split_size(text: str | None) -> tuple[str | None, dict[str, str]]:
+    """``"quick"``, ``"m=256,batch=128"`` or ``"large,batch=8"`` -> (preset, overrides)."""
+    if text is None or not str(text).strip():
+        return None, {}
+    preset, overrides = None, {}
+    for item in (part.strip() for part in str(text).split(",")):
+        key, equals, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not equals:
+            if preset is not None or not key:
+                raise BadInput(
+                    f"malformed --size {text!r}: at most one preset name; accepted: a preset "
+                    "(quick, default, large), knob=value pairs, or both, comma-separated"
+                )
+            preset = key
+        elif not key or not value or not key.isidentifier():
+            raise BadInput(f"malformed --size item {item!r} in {text!r}; accepted: knob=value, e.g. m=256")
+        else:
+            overrides[key] = value
+    return preset, overrides
+
+
+def parse_size(value, flag) -> str | None:
+    split_size(value)  # syntax only; the knobs are checked against the problems later
+    return None if value is None or not str(value).strip() else str(value).strip()
+
+
+def parse_flag(value, flag) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise BadInput(f"{flag} {value!r}: accepted: True or False")
+
+
+def choice_parser(choices: Callable[[], Sequence[str]], optional: bool = False):
+    def parse(value, flag):
+        if value is None and optional:
+            return None
+        if value not in choices():
+            raise BadInput(f"unknown {flag} {value!r}; accepted: {', '.join(choices())}")
+        return value
+
+    return parse
+
+
+def parse_device(value, flag) -> str:
+    accepted = "cpu, cuda, cuda:N"
+    try:
+        device = torch.device(str(value))
+    except (RuntimeError, ValueError):
+        raise BadInput(f"unknown {flag} {value!r}; accepted: {accepted}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise BadInput(f"unknown {flag} {value!r}; accepted: {accepted}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BadInput(
+                f"{flag} {value}: CUDA is not available here (torch {torch.__version__}); accepted: cpu"
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise BadInput(
+                f"{flag} {value}: only {count} CUDA device(s); accepted: cuda:0 .. cuda:{count - 1}"
+            )
+    return str(value)
+
+
+def integer_parser(low: int, high: int | None = None, optional: bool = False):
+    """An integer in [low, high]; strings of digits are accepted (the CLI passes strings)."""
+    accepted = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+
+    def parse(value, flag):
+        if value is None and optional:
+            return None
+        number = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            number = int(value)
+        if number is None or number < low or (high is not None and number > high):
+            raise BadInput(f"{flag} {value}: accepted: {accepted}")
+        return number
+
+    return parse
+
+
+def positive_parser(unit: str = "a number", optional: bool = True):
+    """A finite number > 0 (1e400 reads as inf, and inf would switch a check off)."""
+
+    def parse(value, flag):
+        if value is None and optional:
+            return None
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if isinstance(value, bool) or not (math.isfinite(number) and number > 0):
+            raise BadInput(f"{flag} {value}: accepted: {unit}, finite and > 0")
+        return number
+
+    return parse
+
+
+BYTE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_bytes(value, flag="--max-memory") -> int | None:
+    """``"4G"``, ``"512M"``, ``"1.5G"`` or a byte count -> bytes; ``"none"`` or 0 -> 0 (no cap)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    text = str(value).strip().upper().removesuffix("IB").removesuffix("B")
+    if text in ("NONE", "0"):
+        return 0
+    unit = text[-1] if text and text[-1] in BYTE_UNITS else ""
+    try:
+        amount = float(text[: len(text) - len(unit)])
+    except ValueError:
+        amount = math.nan
+    if not (math.isfinite(amount) and amount > 0) or amount * BYTE_UNITS[unit] >= 2**63:
+        raise BadInput(f"malformed {flag} {value!r}; accepted: bytes with K, M, G or T (e.g. 8G), or none")
+    return max(1, int(amount * BYTE_UNITS[unit]))
+
+
+# ------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class Option:
+    """How a setting appears on the command line, and how its value is checked."""
+
+    flags: tuple[str, ...]
+    help: str
+    parse: Callable[[Any, str], Any]
+    is_flag: bool = False
+
+    @property
+    def flag(self) -> str:
+        return self.flags[0]
+
+
+def option(default, *flags: str, help: str, parse, is_flag: bool = False):
+    return field(default=default, metadata={"option": Option(flags, help, parse, is_flag)})
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything that defines a run's cells and how they are measured (saved in run.json).
+
+    Values are as given (checked and normalised); what depends on others (the size preset
+    under --quick, tolerances by dtype) is derived by the properties below.
+    """
+
+    strategies: list[str] = option(
+        "all", "--strategy", "-s", parse=references_parser("strategy"),
+        help="Strategy names, comma-separated, 'all', or path/to/file.py:Class. [default: all]",
+    )  # fmt: skip
+    problems: list[str] = option(
+        "all", "--problem", "-p", parse=references_parser("problem"),
+        help="Problem names, comma-separated, 'all', or path/to/file.py:Class (your own Problem). "
+        "[default: all]",
+    )  # fmt: skip
+    queries: list[str] = option(
+        "all", "--query", "-q", parse=parse_queries,
+        help="Queries, comma-separated, or 'all' (see `deqbench list`). [default: all]",
+    )  # fmt: skip
+    size: str | None = option(
+        None, "--size", parse=parse_size,
+        help="A size preset (quick, default, large), knob=value overrides such as m=256,batch=128, "
+        "or both ('large,batch=8'). An override applies to the problems that have that knob. "
+        "[default: default, or quick with --quick]",
+    )  # fmt: skip
+    quick: bool = option(
+        False, "--quick", parse=parse_flag, is_flag=True,
+        help=f"Small and fast: the quick preset, {QUICK['warmup']} warm-up run and {QUICK['repeats']} "
+        "timed repeats (what CI runs).",
+    )  # fmt: skip
+    device: str = option("cpu", "--device", parse=parse_device, help="cpu, cuda or cuda:N. [default: cpu]")
+    dtype: str = option(
+        "float64", "--dtype", parse=choice_parser(lambda: list(DTYPES)),
+        help="float64 or float32. [default: float64]",
+    )  # fmt: skip
+    seed: int = option(
+        0, "--seed", parse=integer_parser(0, MAX_SEED),
+        help="Seed of the problem instances (0 to 2**64 - 1). [default: 0]",
+    )  # fmt: skip
+    warmup: int | None = option(
+        None, "--warmup", parse=integer_parser(0, optional=True),
+        help=f"Untimed runs before measuring. [default: {FULL['warmup']}]",
+    )  # fmt: skip
+    repeats: int | None = option(
+        None, "--repeats", parse=integer_parser(1, optional=True),
+        help=f"Timed repeats per cell (median and IQR). [default: {FULL['repeats']}, {QUICK['repeats']} "
+        "with --quick]",
+    )  # fmt: skip
+    f_solver: str | None = option(
+        None, "--f-solver", parse=choice_parser(lambda: list(SOLVERS), optional=True),
+        help=f"Forward solver, one of {', '.join(SOLVERS)}. [default: each strategy's own]",
+    )  # fmt: skip
+    b_solver: str | None = option(
+        None, "--b-solver", parse=choice_parser(lambda: list(SOLVERS), optional=True),
+        help=f"Backward (linear) solver, one of {', '.join(SOLVERS)}. [default: each strategy's own]",
+    )  # fmt: skip
+    f_tol: float | None = option(
+        None, "--f-tol", parse=positive_parser(),
+        help="Forward solver tolerance (relative residual). [default: 1e-10; 1e-5 in float32]",
+    )  # fmt: skip
+    b_tol: float | None = option(
+        None, "--b-tol", parse=positive_parser(),
+        help="Backward (linear) solver tolerance. [default: 1e-10; 1e-5 in float32]",
+    )  # fmt: skip
+    f_max_iter: int = option(
+        500, "--f-max-iter", parse=integer_parser(1), help="Forward solver iteration cap. [default: 500]"
+    )
+    b_max_iter: int = option(
+        500, "--b-max-iter", parse=integer_parser(1), help="Backward solver iteration cap. [default: 500]"
+    )
+    tol: float | None = option(
+        None, "--tol", parse=positive_parser(),
+        help="A cell is 'wrong' when its worst relative error against the oracle exceeds this. "
+        "[default: 1e-6; 1e-2 in float32]",
+    )  # fmt: skip
+    timeout: float | None = option(
+        None, "--timeout", parse=positive_parser("seconds"),
+        help="Seconds a cell may take, everything included (building the problem, measuring, the "
+        "oracle), before its worker is killed ('timeout'). [default: none]",
+    )  # fmt: skip
+    threads: int | None = option(
+        None, "--threads", parse=integer_parser(1, optional=True),
+        help="torch threads in each worker. [default: torch's]",
+    )  # fmt: skip
+    max_memory: int | None = option(
+        None, "--max-memory", parse=parse_bytes,
+        help="Stop a cell whose resident memory passes this (e.g. 8G, 512M; 'none': no cap) and record "
+        "it as oom. [default: 90% of the memory available at the start]",
+    )  # fmt: skip
+
+    # ------------------------------------------------------------ derived
+    @property
+    def preset(self) -> str:
+        preset, _ = split_size(self.size)
+        return preset or (QUICK if self.quick else FULL)["preset"]
+
+    @property
+    def overrides(self) -> dict[str, str]:
+        return split_size(self.size)[1]
+
+    @property
+    def warmup_runs(self) -> int:
+        return (QUICK if self.quick else FULL)["warmup"] if self.warmup is None else self.warmup
+
+    @property
+    def timed_repeats(self) -> int:
+        return (QUICK if self.quick else FULL)["repeats"] if self.repeats is None else self.repeats
+
+    @property
+    def verify_tol(self) -> float:
+        return VERIFY_TOL[self.dtype] if self.tol is None else self.tol
+
+    def solver_settings(self) -> dict[str, Any]:
+        """What each strategy is built with (a solver left out: the strategy's default)."""
+        settings = {
+            "f_tol": SOLVER_TOL[self.dtype] if self.f_tol is None else self.f_tol,
+            "b_tol": SOLVER_TOL[self.dtype] if self.b_tol is None else self.b_tol,
+            "f_max_iter": self.f_max_iter,
+            "b_max_iter": self.b_max_iter,
+        }
+        settings.update({k: v for k, v in (("f_solver", self.f_solver), ("b_solver", self.b_solver)) if v})
+        return settings
+
+    def memory_cap(self) -> int | None:
+        """The resident-set cap of this run's cells, in bytes (None: no cap)."""
+        if self.max_memory is None:
+            return int(AUTO_MEMORY_SHARE * psutil.virtual_memory().available)
+        return self.max_memory or None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSettings:
+        """Settings read back from run.json, checked again (a strategy file may have moved)."""
+        unknown = sorted(set(data) - set(option_names()))
+        if unknown:
+            raise BadInput(f"unknown settings {', '.join(unknown)}")
+        return make_settings(**data)
+
+
+def options() -> dict[str, Option]:
+    """Setting name -> its command-line option, in the order ``--help`` shows them."""
+    return {f.name: f.metadata["option"] for f in fields(RunSettings)}
+
+
+def option_names() -> list[str]:
+    return list(options())
+
+
+def defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in fields(RunSettings)}
+
+
+def make_settings(**given: Any) -> RunSettings:
+    """Checked settings from what a user gave (names as RunSettings' fields); raises BadInput
+    on the first problem, naming the flag."""
+    known = options()
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise BadInput(f"unknown setting {', '.join(map(repr, unknown))}; accepted: {', '.join(known)}")
+    values = {**defaults(), **{k: v for k, v in given.items() if v is not None}}
+    parsed = {}
+    for name, opt in known.items():
+        value = values[name]
+        parsed[name] = None if value is None and name in OPTIONAL else opt.parse(value, opt.flag)
+    settings = RunSettings(**parsed)
+    check_sizes(settings)
+    return settings
+
+
+#: Settings whose None means "derive it" (from --quick, the dtype, the strategy, the machine).
+OPTIONAL = {f.name for f in fields(RunSettings) if f.default is None}
+
+
+# ------------------------------------------------------------------- sizes
+def problem_overrides(problem_cls: type, preset: str, overrides: dict[str, str]) -> dict[str, str]:
+    """The overrides that name one of this problem's knobs (others belong to other problems)."""
+    knobs = problem_cls.presets.get(preset, {})
+    return {key: value for key, value in overrides.items() if key in knobs}
+
+
+def check_knob_values(size: dict[str, Any]) -> None:
+    """Sizes are counts >= 1 and finite numbers: m=0, m=-5 or rho=nan builds nothing sensible."""
+    for knob, value in size.items():
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise BadInput(f"--size {knob}={value}: accepted: an integer >= 1")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadInput(f"--size {knob}={value}: accepted: a finite number")
+
+
+def check_sizes(settings: RunSettings) -> None:
+    """Every problem has the preset and takes its knobs' values; every knob is someone's."""
+    known: set[str] = set()
+    for reference in settings.problems:
+        problem_cls = resolve_class(reference, "problem")
+        own = problem_overrides(problem_cls, settings.preset, settings.overrides)
+        try:
+            size = problem_cls.resolve_size(settings.preset, own)
+        except (ValueError, TypeError) as error:
+            raise BadInput(f"--size: {error}") from None
+        check_knob_values(size)
+        known.update(problem_cls.presets[settings.preset])
+    unknown = sorted(set(settings.overrides) - known)
+    if unknown:
+        raise BadInput(
+            f"--size: no selected problem has a knob {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
