@@ -1,29 +1,22 @@
-"""Shared settings for the verification tests."""
+"""Fixtures the tests share (plain helpers live in tests/helpers.py)."""
 
 from __future__ import annotations
 
-from functools import cache
-
 import pytest
+from helpers import TIGHT
 
-import deqbench
-
-#: Solver settings for verification: tight enough that a correct strategy is within 1e-8.
-TIGHT = {"f_tol": 1e-13, "b_tol": 1e-13, "f_max_iter": 3000, "b_max_iter": 3000}
-
-
-@cache
-def problem_instance(name: str, preset: str = "quick", seed: int = 0):
-    return deqbench.get_problem(name, preset, seed=seed)
-
-
-@cache
-def oracle_answer(name: str, preset: str, query: str, seed: int = 0):
-    from deqbench.harness.oracle import oracle
-
-    return oracle(problem_instance(name, preset, seed), query)
+from deqbench.problems.base import PROBLEMS
+from deqbench.strategies.base import STRATEGIES
 
 
 @pytest.fixture
 def tight():
     return dict(TIGHT)
+
+
+@pytest.fixture
+def isolated_registries(monkeypatch):
+    """Classes loaded or defined by a test are registered for that test only."""
+    for registry in (STRATEGIES, PROBLEMS):
+        registry.discover()
+        monkeypatch.setattr(registry, "_classes", dict(registry._classes))

@@ -12,19 +12,12 @@ from click.testing import CliRunner
 
 from deqbench.harness.cli import main
 from deqbench.harness.oracle_cache import CACHE_ENV
-from deqbench.problems.base import PROBLEMS
-from deqbench.strategies.base import STRATEGIES
 
 FIXTURES = Path(__file__).parent / "fixtures"
 USER_FILE = FIXTURES / "user_problem.py"
 
 
-@pytest.fixture(autouse=True)
-def isolated_registries(monkeypatch):
-    """Classes loaded from test files are registered for this test only."""
-    for registry in (STRATEGIES, PROBLEMS):
-        registry.discover()
-        monkeypatch.setattr(registry, "_classes", dict(registry._classes))
+pytestmark = pytest.mark.usefixtures("isolated_registries")
 
 
 @pytest.fixture(autouse=True)
@@ -62,6 +55,18 @@ BAD_INPUTS = {
     "bad knob value": (["-p", "tanh", "--size", "m=lots"], "--size:"),
     "unknown dtype": (["--dtype", "float16"], "accepted: float64, float32"),
     "unwritable out": (["--out", "{file}/results"], "is not a folder"),
+    "negative size": (["-p", "tanh", "--size", "m=-5"], "--size m=-5: accepted: an integer >= 1"),
+    "zero size": (["-p", "tanh", "--size", "m=0"], "--size m=0: accepted: an integer >= 1"),
+    "nan knob": (["-p", "tanh", "--size", "rho=nan"], "--size rho=nan: accepted: a finite number"),
+    "infinite f-tol": (["--f-tol", "1e400"], "--f-tol 1e400: accepted: a number, finite and > 0"),
+    "infinite tol": (["--tol", "1e400"], "--tol 1e400: accepted: a number, finite and > 0"),
+    "seed beyond 64 bits": (["--seed", str(2**64)], f"--seed {2**64}: accepted: an integer from 0 to"),
+    "negative seed": (["--seed", "-1"], "--seed -1: accepted: an integer from 0 to"),
+    "nan max-memory": (["--max-memory", "nan"], "malformed --max-memory 'nan'"),
+    "inf max-memory": (["--max-memory", "inf"], "malformed --max-memory 'inf'"),
+    "overflowing max-memory": (["--max-memory", "1e400"], "malformed --max-memory '1e400'"),
+    "unknown f-solver": (["--f-solver", "broyden"], "unknown --f-solver 'broyden'; accepted: fixed_point"),
+    "fractional repeats": (["--repeats", "2.5"], "--repeats 2.5: accepted: an integer >= 1"),
 }
 
 

@@ -6,7 +6,7 @@ checks compare its first and second derivatives with finite differences.
 
 import pytest
 import torch
-from conftest import TIGHT
+from helpers import TIGHT
 
 import deqbench
 

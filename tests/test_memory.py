@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from deqbench.harness.cell import CellSpec
+from deqbench.harness.measure import MEASURED, MeasureJob
 from deqbench.harness.memory import (
     CudaPeak,
     PeakRSS,
@@ -15,7 +17,7 @@ from deqbench.harness.memory import (
     read_proc_status_bytes,
     saved_tensor_bytes,
 )
-from deqbench.harness.worker import MEASURED, CellSpec, run_in_worker
+from deqbench.harness.server import deadline_after, run_job
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MB = 1_000_000
@@ -94,7 +96,7 @@ def test_a_worker_reports_a_200mb_query_at_200mb():
         warmup=1,
         repeats=1,
     )
-    measurement = run_in_worker(spec, timeout=120)
+    measurement = run_job(MeasureJob(spec), deadline_after(120))
     assert measurement.status == MEASURED, measurement.message
     assert measurement.memory_metric == "peak_rss_bytes"
     assert measurement.peak_bytes == pytest.approx(200 * MB, rel=0.1)

@@ -1,7 +1,7 @@
 """Property-based: `analytic` against the oracle on random contractive tanh DEQs."""
 
 import pytest
-from conftest import TIGHT
+from helpers import TIGHT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -5,7 +5,7 @@ import pytest
 import deqbench
 from deqbench.harness.markdown import error_tables
 from deqbench.harness.ratios import ratio_table
-from deqbench.harness.results import RunFolder
+from deqbench.harness.run_folder import RunFolder
 
 
 @pytest.fixture(scope="module")

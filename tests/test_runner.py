@@ -17,9 +17,8 @@ import torch
 import deqbench
 from deqbench.harness import results
 from deqbench.harness.oracle_cache import CACHE_ENV
-from deqbench.harness.runner import BadInput, make_settings, parse_size
-from deqbench.problems.base import PROBLEMS
-from deqbench.strategies.base import STRATEGIES
+from deqbench.harness.run_folder import RunFolder
+from deqbench.harness.settings import BadInput, make_settings, split_size
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAULTY = FIXTURES / "faulty_strategies.py"
@@ -27,12 +26,7 @@ USER_PROBLEM = f"{FIXTURES / 'user_problem.py'}:ShiftedTanh"
 MB = 1_000_000
 
 
-@pytest.fixture(autouse=True)
-def isolated_registries(monkeypatch):
-    """Classes loaded from test files are registered for this test only."""
-    for registry in (STRATEGIES, PROBLEMS):
-        registry.discover()
-        monkeypatch.setattr(registry, "_classes", dict(registry._classes))
+pytestmark = pytest.mark.usefixtures("isolated_registries")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -77,6 +71,7 @@ def test_a_cell_that_raises_diverges_times_out_or_crashes_is_recorded_and_the_ot
     assert "--timeout 5" in cells.loc["test-sleeps", "message"]
     failed = set(results.failed_cells(rows)["strategy"])
     assert failed == {"test-raises", "test-diverges", "test-crashes"}  # a timeout is not a wrong answer
+    assert set(results.unverified_cells(rows)["strategy"]) == {"test-sleeps"}  # but it fails the run
 
 
 def test_a_query_holding_200mb_is_reported_at_200mb():
@@ -178,7 +173,7 @@ def test_a_killed_run_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path):
     finally:
         kill_tree(process.pid)
         process.wait()
-    finished = results.RunFolder(out).finished()
+    finished = RunFolder(out).finished()
     assert 0 < len(finished) < 8, "the kill should land half way"
 
     resumed = deqbench.run(resume=out)
@@ -187,7 +182,7 @@ def test_a_killed_run_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path):
     assert not resumed.duplicated(key).any()
     assert sorted(map(tuple, resumed[key].values)) == sorted(map(tuple, uninterrupted[key].values))
     assert statuses(resumed) == statuses(uninterrupted) == {cell: "ok" for cell in statuses(resumed)}
-    assert set(resumed["run_id"]) == {results.RunFolder(out).load()["run_id"]}
+    assert set(resumed["run_id"]) == {RunFolder(out).load()["run_id"]}
     assert not list((out / "cells").glob("*.tmp"))
 
 
@@ -201,8 +196,8 @@ def test_a_killed_run_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path):
         ("large, batch=8", ("large", {"batch": "8"})),
     ],
 )
-def test_parse_size(text, expected):
-    assert parse_size(text) == expected
+def test_split_size(text, expected):
+    assert split_size(text) == expected
 
 
 @pytest.mark.parametrize(
@@ -220,7 +215,7 @@ def test_parse_size(text, expected):
         ({"dtype": "float16"}, "accepted: float64, float32"),
         ({"device": "tpu"}, "accepted: cpu, cuda"),
         ({"repeats": 0}, "--repeats 0: accepted: an integer >= 1"),
-        ({"timeout": -1}, "--timeout -1.0: accepted: seconds > 0"),
+        ({"timeout": -1}, "--timeout -1: accepted: seconds, finite and > 0"),
         ({"problems": f"{FIXTURES / 'user_problem.py'}:NotAProblem"}, "is not a deqbench Problem subclass"),
         ({"problems": f"{FIXTURES / 'missing.py'}:Foo"}, "not found"),
     ],
@@ -232,25 +227,29 @@ def test_bad_settings_raise_one_line_naming_what_is_accepted(kwargs, message):
     assert "\n" not in str(raised.value)
 
 
+ONE_CELL = {"strategies": "analytic", "problems": "tanh", "queries": "forward"}
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("8G", 8 * 2**30), ("512M", 512 * 2**20), ("1.5GiB", int(1.5 * 2**30)), ("1000", 1000), ("none", 0)],
 )
 def test_max_memory_accepts_byte_counts_with_units(text, expected):
-    assert make_settings("analytic", "tanh", "forward", max_memory=text).max_memory == expected
+    assert make_settings(**ONE_CELL, max_memory=text).max_memory == expected
 
 
 def test_max_memory_rejects_what_is_not_a_size():
     with pytest.raises(BadInput, match="malformed --max-memory 'lots'"):
-        make_settings("analytic", "tanh", "forward", max_memory="lots")
+        make_settings(**ONE_CELL, max_memory="lots")
 
 
 def test_a_size_knob_applies_to_the_problems_that_have_it():
-    settings = make_settings("analytic", "tanh,vanderpol", "forward", size="n=5", quick=True)
+    settings = make_settings(**{**ONE_CELL, "problems": "tanh,vanderpol"}, size="n=5", quick=True)
     assert settings.overrides == {"n": "5"}
 
 
 def test_float32_gets_tolerances_it_can_reach():
-    settings = make_settings("analytic", "tanh", "forward", dtype="float32")
-    assert (settings.f_tol, settings.b_tol, settings.tol) == (1e-5, 1e-5, 1e-2)
-    assert make_settings("analytic", "tanh", "forward").tol == 1e-6
+    settings = make_settings(**ONE_CELL, dtype="float32")
+    solver = settings.solver_settings()
+    assert (solver["f_tol"], solver["b_tol"], settings.verify_tol) == (1e-5, 1e-5, 1e-2)
+    assert make_settings(**ONE_CELL).verify_tol == 1e-6

@@ -6,7 +6,7 @@ backward, differentiated again) must be *caught*: their error is asserted to be 
 """
 
 import pytest
-from conftest import TIGHT, oracle_answer, problem_instance
+from helpers import TIGHT, oracle_answer, problem_instance
 
 import deqbench
 from deqbench.harness.accuracy import relative_errors
