@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
+from itertools import product
 from typing import Any
 
 from deqbench.harness.cell import CellSpec
@@ -27,10 +28,12 @@ class Cell:
     problem: str
     query: str
     unsupported: str | None = None  # why the cell cannot run; None if it can
+    variant: str = ""  # in a sweep, the swept knobs' values ("m=256"); empty otherwise
 
     @property
     def id(self) -> str:
-        return f"{self.strategy}/{self.problem}/{self.query}"
+        base = f"{self.strategy}/{self.problem}/{self.query}"
+        return f"{base}@{self.variant}" if self.variant else base
 
     @property
     def supported(self) -> bool:
@@ -88,44 +91,51 @@ class PlannedCell:
     size: dict[str, Any]
 
 
-def strategy_cell(strategy: str, problem: str, query: str) -> Cell:
+def strategy_cell(strategy: str, problem: str, query: str, variant: str = "") -> Cell:
     """A cell whose support is decided from the strategy alone, without building the
     problem in this process: a problem the query cannot pose is found out by the worker
     (a user's build() may hang or crash, and only a worker can be stopped)."""
-    reason = (
-        None
-        if query in STRATEGIES.get(strategy).supported_queries
-        else (f"strategy {strategy!r} does not support query {query!r}")
-    )
-    return Cell(strategy, problem, query, reason)
+    supported = query in STRATEGIES.get(strategy).supported_queries
+    reason = None if supported else f"strategy {strategy!r} does not support query {query!r}"
+    return Cell(strategy, problem, query, reason, variant)
+
+
+def sweep_points(problem_cls: type, settings: RunSettings) -> list[dict[str, str]]:
+    """The problem's share of the sweep: each combination of the swept knobs it has (their
+    product), in the order given; one empty point when it has none of them."""
+    knobs = problem_cls.presets.get(settings.preset, {})
+    axes = [(knob, values) for knob, values in settings.sweep_axes.items() if knob in knobs]
+    return [dict(zip([k for k, _ in axes], combo, strict=True)) for combo in product(*(v for _, v in axes))]
 
 
 def plan(settings: RunSettings) -> list[PlannedCell]:
-    """The run's cells in the matrix's order (strategy, problem, query), each with its spec."""
+    """The run's cells in the matrix's order (strategy, problem, size, query), each with its spec."""
     strategy_refs = {resolve_class(ref, "strategy").name: ref for ref in settings.strategies}
     problem_classes = {ref: resolve_class(ref, "problem") for ref in settings.problems}
     planned = []
     for strategy, strategy_ref in strategy_refs.items():
         for problem_ref, problem_cls in problem_classes.items():
-            overrides = problem_overrides(problem_cls, settings.preset, settings.overrides)
-            size = problem_cls.resolve_size(settings.preset, overrides)
-            for query in settings.queries:
-                spec = CellSpec(
-                    strategy=strategy_ref,
-                    problem=problem_ref,
-                    query=query,
-                    preset=settings.preset,
-                    overrides=overrides,
-                    device=settings.device,
-                    dtype=settings.dtype,
-                    seed=settings.seed,
-                    solver_settings=settings.solver_settings(),
-                    warmup=settings.warmup_runs,
-                    repeats=settings.timed_repeats,
-                    threads=settings.threads,
-                )
-                cell = strategy_cell(strategy, problem_cls.name, query)
-                planned.append(PlannedCell(cell, spec, size))
+            for point in sweep_points(problem_cls, settings):
+                overrides = problem_overrides(problem_cls, settings.preset, {**settings.overrides, **point})
+                size = problem_cls.resolve_size(settings.preset, overrides)
+                variant = ",".join(f"{knob}={size[knob]}" for knob in point)
+                for query in settings.queries:
+                    spec = CellSpec(
+                        strategy=strategy_ref,
+                        problem=problem_ref,
+                        query=query,
+                        preset=settings.preset,
+                        overrides=overrides,
+                        device=settings.device,
+                        dtype=settings.dtype,
+                        seed=settings.seed,
+                        solver_settings=settings.solver_settings(),
+                        warmup=settings.warmup_runs,
+                        repeats=settings.timed_repeats,
+                        threads=settings.threads,
+                    )
+                    cell = strategy_cell(strategy, problem_cls.name, query, variant)
+                    planned.append(PlannedCell(cell, spec, size))
     return planned
 
 

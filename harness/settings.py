@@ -110,6 +110,31 @@ def parse_size(value, flag) -> str | None:
     return None if value is None or not str(value).strip() else str(value).strip()
 
 
+def split_sweep(text: str | None) -> dict[str, list[str]]:
+    """``"m=64,256;batch=8"`` -> ``{"m": ["64", "256"], "batch": ["8"]}``."""
+    if text is None or not str(text).strip():
+        return {}
+    axes: dict[str, list[str]] = {}
+    for item in (part.strip() for part in str(text).split(";") if part.strip()):
+        knob, equals, values = item.partition("=")
+        knob = knob.strip()
+        points = list(dict.fromkeys(v.strip() for v in values.split(",") if v.strip()))
+        if not equals or not knob.isidentifier() or not points or knob in axes:
+            raise BadInput(
+                f"malformed --sweep item {item!r}; accepted: knob=v1,v2,... items separated by ';', "
+                "each knob once (e.g. m=64,256,1024)"
+            )
+        axes[knob] = points
+    return axes
+
+
+def parse_sweep(value, flag) -> str | None:
+    if isinstance(value, dict):  # from Python: {"m": [64, 256]}
+        value = ";".join(f"{k}={','.join(map(str, v))}" for k, v in value.items())
+    split_sweep(value)
+    return None if value is None or not str(value).strip() else str(value).strip()
+
+
 def parse_flag(value, flag) -> bool:
     if isinstance(value, bool):
         return value
@@ -311,6 +336,12 @@ class RunSettings:
         None, "--threads", parse=integer_parser(1, optional=True),
         help="torch threads in each worker. [default: torch's]",
     )  # fmt: skip
+    sweep: str | None = option(
+        None, "--sweep", parse=parse_sweep,
+        help="Run the matrix at several sizes into one results folder: knob=v1,v2,... for each swept "
+        "size knob, several knobs separated by ';' giving their product (m=64,256,1024 or "
+        "'m=64,256;batch=8,32'). Each row carries its size. [default: no sweep]",
+    )  # fmt: skip
     max_memory: int | None = option(
         None, "--max-memory", parse=parse_bytes,
         help="Stop a cell whose resident memory passes this (e.g. 8G, 512M; 'none': no cap) and record "
@@ -326,6 +357,10 @@ class RunSettings:
     @property
     def overrides(self) -> dict[str, str]:
         return split_size(self.size)[1]
+
+    @property
+    def sweep_axes(self) -> dict[str, list[str]]:
+        return split_sweep(self.sweep)
 
     @property
     def warmup_runs(self) -> int:
@@ -436,3 +471,30 @@ def check_sizes(settings: RunSettings) -> None:
             f"--size: no selected problem has a knob {', '.join(map(repr, unknown))}; "
             f"known: {', '.join(sorted(known))}"
         )
+    check_sweep(settings, known)
+
+
+def check_sweep(settings: RunSettings, known: set[str]) -> None:
+    """Every swept knob is some problem's, and every swept value builds a valid size."""
+    axes = settings.sweep_axes
+    unknown = sorted(set(axes) - known)
+    if unknown:
+        raise BadInput(
+            f"--sweep: no selected problem has a knob {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    for reference in settings.problems:
+        problem_cls = resolve_class(reference, "problem")
+        for knob, values in axes.items():
+            if knob not in problem_cls.presets[settings.preset]:
+                continue
+            for value in values:
+                own = problem_overrides(problem_cls, settings.preset, {**settings.overrides, knob: value})
+                try:
+                    size = problem_cls.resolve_size(settings.preset, own)
+                except (ValueError, TypeError) as error:
+                    raise BadInput(f"--sweep {knob}={value}: {error}") from None
+                try:
+                    check_knob_values({knob: size[knob]})
+                except BadInput as error:
+                    raise BadInput(str(error).replace("--size", "--sweep")) from None

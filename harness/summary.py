@@ -69,9 +69,7 @@ def cell_text(cell_rows: pd.DataFrame) -> Text:
     style = cell_style(status, exact)
     if status == Status.UNSUPPORTED:
         return Text("—", style=style)
-    if status in (Status.ERROR, *UNVERIFIED) and "time_median" not in set(
-        cell_rows["metric"]
-    ):
+    if status in (Status.ERROR, *UNVERIFIED) and "time_median" not in set(cell_rows["metric"]):
         return Text(status, style=style)
     label = status if status in (Status.DIVERGED, Status.ERROR) else ""
     error = format_error(metric_value(cell_rows, "relative_error"))
@@ -85,8 +83,9 @@ def cell_text(cell_rows: pd.DataFrame) -> Text:
     return Text("\n".join(lines), style=style)
 
 
-def problem_table(rows: pd.DataFrame, problem: str) -> Table:
-    subset = rows[rows["problem"] == problem]
+def problem_table(rows: pd.DataFrame, problem: str, size: str) -> Table:
+    """One problem at one size (a sweep gives a table per size)."""
+    subset = rows[(rows["problem"] == problem) & (rows["size"] == size)]
     first = subset.iloc[0]
     title = f"{problem}  ({first['size']}, {first['dtype']}, {first['device']})"
     table = Table(title=title, show_lines=True, title_justify="left")
@@ -144,7 +143,8 @@ LEGEND = (
 def render(rows: pd.DataFrame) -> Group:
     if rows.empty:
         return Group(Text("no finished cells"))
-    tables = [problem_table(rows, problem) for problem in dict.fromkeys(rows["problem"])]
+    instances = dict.fromkeys(zip(rows["problem"], rows["size"], strict=True))
+    tables = [problem_table(rows, problem, size) for problem, size in instances]
     return Group(*tables, Text(LEGEND, style="dim"), status_counts(rows), *notes(rows))
 
 

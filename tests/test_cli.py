@@ -67,6 +67,9 @@ BAD_INPUTS = {
     "overflowing max-memory": (["--max-memory", "1e400"], "malformed --max-memory '1e400'"),
     "unknown f-solver": (["--f-solver", "broyden"], "unknown --f-solver 'broyden'; accepted: fixed_point"),
     "fractional repeats": (["--repeats", "2.5"], "--repeats 2.5: accepted: an integer >= 1"),
+    "malformed sweep": (["-p", "tanh", "--sweep", "m"], "malformed --sweep item 'm'"),
+    "unknown sweep knob": (["-p", "tanh", "--sweep", "width=3,4"], "--sweep: no selected problem has a knob"),
+    "bad sweep value": (["-p", "tanh", "--sweep", "m=8,0"], "--sweep m=0: accepted: an integer >= 1"),
 }
 
 

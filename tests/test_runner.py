@@ -253,3 +253,22 @@ def test_float32_gets_tolerances_it_can_reach():
     solver = settings.solver_settings()
     assert (solver["f_tol"], solver["b_tol"], settings.verify_tol) == (1e-5, 1e-5, 1e-2)
     assert make_settings(**ONE_CELL).verify_tol == 1e-6
+
+
+# ----------------------------------------------------------------------- sweeps
+def test_a_sweep_runs_the_matrix_at_each_size_into_one_folder(tmp_path):
+    rows = deqbench.run(
+        "analytic",
+        "tanh,vanderpol",
+        "forward",
+        quick=True,
+        repeats=1,
+        sweep="m=4,6;batch=2,3",
+        out=tmp_path / "s",
+    )
+    cells = results.cell_statuses(rows)
+    assert len(cells) == 8 and set(cells["status"]) == {"ok"}
+    sizes = set(rows.loc[rows["problem"] == "tanh", "size"])
+    assert sizes == {f"m={m},n=3,batch={b},rho=0.8" for m in (4, 6) for b in (2, 3)}
+    assert "analytic/tanh/forward@m=6,batch=3" in set(cells["cell"])
+    assert RunFolder(tmp_path / "s").load()["settings"]["sweep"] == "m=4,6;batch=2,3"
