@@ -22,7 +22,18 @@ from deqbench.queries import (
 )
 from deqbench.strategies.base import STRATEGIES, Strategy
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml is its one source)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("deqbench")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 
 def get_strategy(name: str, **settings) -> Strategy:
