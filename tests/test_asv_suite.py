@@ -150,3 +150,20 @@ def test_solver_iterations():
     assert analytic.track_backward_iterations(*implicit) > 0
     assert through_iterations.track_forward_iterations(*unrolled) > 0
     assert through_iterations.track_backward_iterations(*unrolled) == 0  # autograd, no solve
+
+
+def test_importing_the_suite_builds_no_problem():
+    """asv imports the suite in every benchmark process: planning is lazy, per cell."""
+    import subprocess
+
+    code = (
+        "import deqbench.problems.base as base\n"
+        "def refuse(*args, **kwargs): raise SystemExit('a problem was built at import')\n"
+        "base.Problem.__init__ = refuse\n"
+        "import benchmarks.common, benchmarks.queries\n"
+        "print(len(benchmarks.common.PARAMS[0]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
