@@ -55,6 +55,10 @@ FD_STEP = 1e-3
 ZERO_GRADIENT_TOL = 1e-12
 #: The gradient queries and the order of the derivatives of z* their losses are built on.
 LOSS_ORDER = {"grad": 0, "pinn_grad": 1, "pinn2_grad": 2}
+#: The version of the oracle's method, part of every oracle cache key (``oracle_cache``).
+#: Bump it by hand whenever a change here changes the oracle's answers or error estimates
+#: (a tolerance, a step, a formula): every cached answer is then recomputed, never reused.
+ORACLE_VERSION = "1"
 
 
 class OracleError(RuntimeError):
@@ -73,6 +77,7 @@ class OracleAnswer:
     values: dict[str, torch.Tensor]  # same keys and shapes as the strategies' answers
     error_estimate: dict[str, float]  # the oracle's own estimate of each value's relative error
     method: str  # a short description of how it was computed
+    cached: bool = False  # read from the oracle cache rather than computed now
 
 
 def oracle(problem: Problem, query: str) -> OracleAnswer:
