@@ -19,6 +19,8 @@ from rich.table import Table
 
 import deqbench
 from deqbench.harness import results, runner, summary
+from deqbench.harness.cache_cli import cache
+from deqbench.harness.executors import make_executor
 from deqbench.harness.progress import ProgressReporter
 from deqbench.harness.run_folder import RUN_FILE, RunFolder, UnreadableRun
 from deqbench.harness.settings import BadInput, make_settings, options
@@ -89,8 +91,36 @@ def settings_options(command):
     help="Finish an interrupted run: its settings, and the strategy and problem files it names, "
     "come from DIR/run.json; finished cells are kept, the others run. Takes no other option.",
 )
+@click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    help="Who runs the cells: local (this machine, one after another) or dask (a dask.distributed "
+    "cluster; the parent writes each cell as it arrives). Allowed with --resume.",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="With --executor dask: the scheduler to use (tcp://host:8786). [default: a LocalCluster]",
+)
+@click.option(
+    "--workers",
+    default=None,
+    type=int,
+    help="With --executor dask and no --scheduler: worker processes of the LocalCluster. "
+    "[default: half the CPU cores]",
+)
 @click.pass_context
-def run_command(ctx: click.Context, resume: Path | None, out: Path | None, **given) -> None:
+def run_command(
+    ctx: click.Context,
+    resume: Path | None,
+    out: Path | None,
+    executor: str,
+    scheduler: str | None,
+    workers: int | None,
+    **given,
+) -> None:
     """Measure the strategy x problem x query matrix, cell by cell.
 
     Each cell runs in worker processes of its own: the problem is built, warmed up, then
@@ -115,9 +145,11 @@ def run_command(ctx: click.Context, resume: Path | None, out: Path | None, **giv
       deqbench run -s analytic,unrolled -p tanh -q pinn_grad --size m=256,batch=128
       deqbench run -p my_problem.py:MyProblem --quick
       deqbench run --resume results/20261202-101500-1a2b3c
+      deqbench run --quick --executor dask --workers 4
     """
     interrupt_on_termination()
     try:
+        cell_executor = make_executor(executor, scheduler, workers)
         if resume is not None:
             extra = [o for o in [*options(), "out"] if ctx.get_parameter_source(o) != ParameterSource.DEFAULT]
             if extra:
@@ -136,7 +168,7 @@ def run_command(ctx: click.Context, resume: Path | None, out: Path | None, **giv
         console.print(f"resuming: {done} of {total} cells already finished", highlight=False)
     try:
         with ProgressReporter() as reporter:
-            rows = runner.execute(settings, folder, record, reporter=reporter)
+            rows = runner.execute(settings, folder, record, reporter=reporter, executor=cell_executor)
     except KeyboardInterrupt:
         click.echo(
             f"interrupted: finished cells are in {folder.path}; deqbench run --resume {folder.path}", err=True
@@ -257,6 +289,9 @@ def export_command(directory: Path, as_csv: bool, as_parquet: bool, output: Path
         except OSError as error:
             fail(f"cannot write {path}: {error.strerror or error}")
         click.echo(f"{len(rows)} rows -> {path}")
+
+
+main.add_command(cache)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ recompute the oracle and judge again.
 from __future__ import annotations
 
 import traceback
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +35,7 @@ class OracleResult:
     cached: bool = False
     error: str = ""  # one line, when the oracle could not answer
     error_status: str = ""
+    warnings: list[str] = field(default_factory=list)  # the cache's, to repeat in the parent
 
 
 @dataclass(frozen=True)
@@ -42,22 +44,35 @@ class OracleJob:
 
     spec: CellSpec
     refresh: bool = False
+    #: The cache folder, as the parent sees it when it makes the job (the worker server
+    #: started with an environment that may be older); None: the worker's own default.
+    cache_dir: str | None = None
 
     def __call__(self) -> OracleResult:
-        from deqbench.harness.oracle_cache import OracleCache
+        from deqbench.harness.oracle_cache import OracleCache, OracleCacheWarning
 
-        try:
-            problem = build_problem(self.spec, device="cpu")
-            answer = OracleCache().answer(problem, self.spec.query)  # TEMP
-        except Exception as error:  # noqa: BLE001 - an oracle that cannot answer is reported
-            traceback.print_exc()
-            return OracleResult(error=one_line(error), error_status=failure_status(error))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", OracleCacheWarning)
+            try:
+                problem = build_problem(self.spec, device="cpu")
+                answer = OracleCache(self.cache_dir).answer(problem, self.spec.query, refresh=self.refresh)
+            except Exception as error:  # noqa: BLE001 - an oracle that cannot answer is reported
+                traceback.print_exc()
+                return OracleResult(error=one_line(error), error_status=failure_status(error))
         return OracleResult(
             values={k: v.detach().to("cpu", torch.float64).numpy() for k, v in answer.values.items()},
             error_estimate={k: float(v) for k, v in answer.error_estimate.items()},
             method=answer.method,
-            cached=bool(getattr(answer, "cached", False)),
+            cached=answer.cached,
+            warnings=[str(w.message) for w in caught if issubclass(w.category, OracleCacheWarning)],
         )
+
+    def pass_on_warnings(self, result) -> None:
+        """Warn in this process what the job warned in its own (a rebuilt cache entry)."""
+        from deqbench.harness.oracle_cache import OracleCacheWarning
+
+        for message in getattr(result, "warnings", ()):
+            warnings.warn(message, OracleCacheWarning, stacklevel=2)
 
 
 @dataclass
