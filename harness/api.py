@@ -21,6 +21,9 @@ def run(
     out: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
     progress: bool = False,
+    executor: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
     **settings: Any,
 ) -> pd.DataFrame:
     """Run the strategy x problem x query matrix; one tidy row per (cell, metric).
@@ -34,27 +37,31 @@ def run(
     its own. With ``out`` the run folder is kept (and can be finished later with
     ``resume=out``); without it the rows are only returned. Bad input raises
     :class:`deqbench.harness.settings.BadInput` (a ValueError) before anything is written.
+    ``executor="dask"`` runs the cells on a dask.distributed cluster (``scheduler`` its
+    address, or a LocalCluster of ``workers`` processes); ``resume`` works with either.
 
     >>> rows = deqbench.run("analytic,unrolled", "tanh", "pinn_grad", quick=True)
     >>> rows[rows.metric == "relative_error"]
     """
     from deqbench.harness import runner
+    from deqbench.harness.executors import make_executor
     from deqbench.harness.progress import reporter
     from deqbench.harness.settings import BadInput, make_settings
 
+    cell_executor = make_executor(executor, scheduler, workers)
     if resume is not None:
         if settings:
             raise BadInput(f"resume takes its settings from run.json; drop {', '.join(sorted(settings))}")
         run_settings, folder, record = runner.resume_settings(resume)
         with reporter(progress) as report:
-            return runner.execute(run_settings, folder, record, reporter=report)
+            return runner.execute(run_settings, folder, record, reporter=report, executor=cell_executor)
     run_settings = make_settings(strategies=strategies, problems=problems, queries=queries, **settings)
     keep = out is not None
     scratch = None if keep else Path(tempfile.mkdtemp(prefix="deqbench-run-"))
     try:
         folder, record = runner.new_run(run_settings, out if keep else scratch / "run")
         with reporter(progress) as report:
-            return runner.execute(run_settings, folder, record, reporter=report)
+            return runner.execute(run_settings, folder, record, reporter=report, executor=cell_executor)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -35,6 +35,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -265,16 +266,23 @@ def death_record(exitcode: int | None) -> Stopped:
     return Stopped(Status.ERROR, f"worker exited with code {exitcode} without a result")
 
 
-_server: WorkerServer | None = None
+#: One worker server per thread: a server's protocol is one job at a time, and an executor
+#: that runs cells from several threads (a Dask worker's thread pool) gives each its own.
+_local = threading.local()
 
 
 def worker_server() -> WorkerServer:
-    """The process's worker server, started on first use and again if it died."""
-    global _server
-    if _server is None or not _server.alive():
-        _server = WorkerServer()
-        atexit.register(_server.close)
-    return _server
+    """This thread's worker server, started on first use and again if it died."""
+    server = getattr(_local, "server", None)
+    if server is None or not server.alive():
+        server = _local.server = WorkerServer()
+        atexit.register(server.close)
+    return server
+
+
+def current_server() -> WorkerServer | None:
+    """This thread's worker server if one was started (for tests and diagnostics)."""
+    return getattr(_local, "server", None)
 
 
 def run_job(job, deadline: float | None = None, max_memory: int | None = None, log_path: str | None = None):

@@ -66,14 +66,15 @@ def test_a_worker_killed_by_a_signal_from_outside_is_recorded_as_killed():
 
 def test_a_cell_killed_by_another_process_mid_run_is_recorded_and_the_run_goes_on():
     outcome = {}
-    thread = threading.Thread(
-        target=lambda: outcome.update(
-            rows=deqbench.run(f"{FAULTY}:Sleeps,analytic", "tanh", "forward", quick=True)
-        )
-    )
+
+    def run_in_thread():
+        outcome["server"] = server.worker_server()
+        outcome["rows"] = deqbench.run(f"{FAULTY}:Sleeps,analytic", "tanh", "forward", quick=True)
+
+    thread = threading.Thread(target=run_in_thread)
     thread.start()
-    wait_until(lambda: server._server is not None and psutil.Process(server._server.pid).children())
-    (cell_process,) = psutil.Process(server._server.pid).children()
+    wait_until(lambda: "server" in outcome and psutil.Process(outcome["server"].pid).children())
+    (cell_process,) = psutil.Process(outcome["server"].pid).children()
     cell_process.send_signal(signal.SIGTERM)
     thread.join(120)
     statuses = {cell: status for cell, (status, _) in cells(outcome["rows"]).items()}

@@ -1,0 +1,168 @@
+"""One cell of a run, start to finish: measured, the oracle asked, judged, made into rows.
+
+Each job runs in a worker process of its own (:mod:`.server`): first the measurement
+(:class:`~deqbench.harness.measure.MeasureJob`), then the oracle's answer
+(:class:`~deqbench.harness.verdicts.OracleJob`), both under one deadline, so that
+``--timeout`` covers everything a cell costs. The executors (:mod:`.executors`) call
+:func:`run_cell`, here or on a Dask worker.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from deqbench.harness import results
+from deqbench.harness.matrix import PlannedCell
+from deqbench.harness.measure import MEASURED, MeasureJob, Measurement, device_name
+from deqbench.harness.oracle_cache import default_cache_dir
+from deqbench.harness.references import resolve_class
+from deqbench.harness.results import Metric
+from deqbench.harness.server import Stopped, deadline_after, run_job, worker_server
+from deqbench.harness.settings import RunSettings
+from deqbench.harness.status import Status
+from deqbench.harness.verdicts import OracleJob, Verdict, judge, needs_fresh_oracle
+
+#: oracle_answer's default: the cache folder this process's environment names now.
+LOCAL = object()
+
+
+@dataclass
+class CellContext:
+    """What every cell of a run shares: its settings, run id, row metadata and memory cap."""
+
+    settings: RunSettings
+    run_id: str
+    metadata: dict[str, Any]
+    memory_cap: int | None
+
+
+def run_cell(planned: PlannedCell, context: CellContext, log_path: str | None, oracle=None) -> pd.DataFrame:
+    """One cell's rows: unsupported at once, or measured and verified in worker processes.
+
+    ``oracle``: the oracle's answer when an executor computed it once for every cell of the
+    instance (a Dask run); None to compute it here, under the cell's deadline.
+    """
+    settings = context.settings
+    start = time.perf_counter()
+    if not planned.cell.supported:
+        measurement = Measurement(Status.UNSUPPORTED, planned.cell.unsupported)
+        verdict = judge(measurement, None, settings.verify_tol)
+    else:
+        measurement, verdict = measure_and_judge(planned, settings, context.memory_cap, log_path, oracle)
+    metrics = [*verdict.metrics, Metric("cell_wall_time", time.perf_counter() - start, "s")]
+    if measurement.status == MEASURED:
+        metrics.append(Metric("warmup", settings.warmup_runs, "count"))
+    metadata = context.metadata
+    if measurement.device_name:  # what the worker saw; also the default for later cells
+        metadata["device_name"], metadata["threads"] = measurement.device_name, measurement.threads
+    return results.cell_rows(cell_identity(planned, settings, context.run_id, metadata, verdict), metrics)
+
+
+def measure_and_judge(
+    planned: PlannedCell, settings: RunSettings, memory_cap: int | None, log_path: str | None, oracle=None
+) -> tuple[Measurement, Verdict]:
+    """Measure, ask the oracle, judge; a claimed-exact cell about to be called wrong on a
+    cached oracle answer is judged again against a freshly computed one."""
+    worker_server()  # started (once, seconds) before the cell's clock starts
+    deadline = deadline_after(settings.timeout)
+    measurement = as_measurement(run_job(MeasureJob(planned.spec), deadline, memory_cap, log_path), settings)
+    if measurement.status == MEASURED and oracle is None:
+        oracle = oracle_answer(planned, settings, deadline, memory_cap, log_path)
+    verdict = judge(measurement, oracle, settings.verify_tol)
+    if needs_fresh_oracle(verdict, oracle, planned.cell.expected_exact):
+        fresh = oracle_answer(planned, settings, deadline, memory_cap, log_path, refresh=True)
+        verdict = judge(measurement, fresh, settings.verify_tol)
+    return measurement, verdict
+
+
+def oracle_answer(planned, settings, deadline, memory_cap, log_path, refresh=False, cache_dir=LOCAL):
+    """The oracle's answer to a cell's query, in a worker process: an OracleResult or Stopped.
+
+    ``cache_dir``: the oracle cache to use; by default this process's (its environment now).
+    """
+    if cache_dir is LOCAL:
+        cache_dir = str(default_cache_dir())
+    job = OracleJob(planned.spec, refresh=refresh, cache_dir=cache_dir)
+    outcome = run_job(job, deadline, memory_cap, log_path)
+    job.pass_on_warnings(outcome)
+    return stopped_with_reason(outcome, settings)
+
+
+def stopped_with_reason(outcome, settings: RunSettings):
+    """A job's outcome, with a timeout's message naming --timeout and what it covers."""
+    if isinstance(outcome, Stopped) and outcome.status == Status.TIMEOUT:
+        return Stopped(
+            Status.TIMEOUT,
+            f"no result within --timeout {settings.timeout:g} s (building the problem, measuring "
+            "and the oracle included); worker killed",
+        )
+    return outcome
+
+
+def as_measurement(outcome, settings: RunSettings) -> Measurement:
+    if isinstance(outcome, Stopped):
+        stopped = stopped_with_reason(outcome, settings)
+        return Measurement(stopped.status, stopped.message)
+    return outcome
+
+
+def cell_identity(
+    planned: PlannedCell, settings: RunSettings, run_id: str, metadata: dict[str, Any], verdict: Verdict
+) -> dict[str, Any]:
+    """Every column of a cell's rows but the metric ones."""
+    strategy_cls = resolve_class(planned.spec.strategy, "strategy")
+    solver = planned.spec.solver_settings
+    return {
+        "run_id": run_id,
+        "cell": planned.cell.id,
+        "strategy": planned.cell.strategy,
+        "problem": planned.cell.problem,
+        "query": planned.cell.query,
+        "preset": settings.preset,
+        "size": results.format_size(planned.size),
+        "device": settings.device,
+        "dtype": settings.dtype,
+        "status": str(verdict.status),
+        "expected_exact": planned.cell.expected_exact,
+        "message": verdict.message,
+        "oracle_method": verdict.oracle_method,
+        "tol": settings.verify_tol,
+        "f_solver": solver.get("f_solver", strategy_cls.default_f_solver),
+        "b_solver": solver.get("b_solver", strategy_cls.default_b_solver),
+        **{key: solver[key] for key in ("f_tol", "b_tol", "f_max_iter", "b_max_iter")},
+        "seed": settings.seed,
+        **metadata,
+        "timestamp": results.utc_now(),
+    }
+
+
+def machine_defaults(settings: RunSettings) -> dict[str, Any]:
+    """Device name and threads for rows of cells no worker measured (unsupported, failed).
+
+    On CUDA the name is left for the first worker to report: asking here would initialise
+    CUDA in the parent for nothing.
+    """
+    name = device_name(torch.device("cpu")) if settings.device == "cpu" else ""
+    return {"device_name": name, "threads": settings.threads or torch.get_num_threads()}
+
+
+def remove_if_empty(path: Path) -> None:
+    """Drop a cell's log file when the cell printed nothing."""
+    if path.exists() and path.stat().st_size == 0:
+        path.unlink()
+
+
+def stopped_cell_rows(
+    planned: PlannedCell, context: CellContext, status: Status, message: str
+) -> pd.DataFrame:
+    """The rows of a cell that never came back (its executor lost it): recorded, not lost."""
+    verdict = Verdict(status, message)
+    metrics = [Metric("cell_wall_time", float("nan"), "s")]
+    identity = cell_identity(planned, context.settings, context.run_id, context.metadata, verdict)
+    return results.cell_rows(identity, metrics)
