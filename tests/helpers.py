@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import cache
 
 import deqbench
@@ -20,3 +21,12 @@ def oracle_answer(name: str, preset: str, query: str, seed: int = 0):
     from deqbench.harness.oracle import oracle
 
     return oracle(problem_instance(name, preset, seed), query)
+
+
+def wait_until(condition, timeout: float = 120.0) -> None:
+    """Poll ``condition`` until it holds; TimeoutError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(0.02)

@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 from click.testing import CliRunner
+from helpers import wait_until
 
 import deqbench
 from deqbench.harness import results, server
@@ -36,14 +37,6 @@ def private_cache(tmp_path, monkeypatch):
 def cells(rows) -> dict[str, tuple[str, str]]:
     table = results.cell_statuses(rows).set_index("cell")
     return {cell: (row["status"], row["message"]) for cell, row in table.iterrows()}
-
-
-def wait_until(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.05)
 
 
 # --------------------------------------------------------------------- timeout

@@ -7,12 +7,12 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 import torch
+from helpers import wait_until
 
 import deqbench
 from deqbench.harness import results
@@ -141,14 +141,6 @@ def test_rows_are_tidy_one_per_cell_and_metric_with_the_run_metadata():
 
 # ------------------------------------------------------------- kill and resume
 KILL_MATRIX = {"strategies": "analytic,unrolled", "problems": "tanh", "queries": "forward,jvp,grad,pinn_grad"}
-
-
-def wait_until(condition, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.02)
 
 
 def kill_tree(pid: int) -> None:

@@ -1,0 +1,60 @@
+"""The Dask executor against the local one, side by side in one process:
+``python -m deqbench.harness.executor_bench [--workers 2] [deqbench run options...]``.
+
+Runs the same matrix (by default the quick matrix, ``--strategy all --quick``) three times
+with a warm oracle cache: with the local executor, on a LocalCluster of one worker and on
+one of ``--workers`` workers, and prints each wall time, the time to start a LocalCluster,
+the wall-time ratio of the parallel cluster to the local run, and the per-cell overhead
+Dask adds: with one worker the cells run one after another as they do locally, so
+``(one-worker wall - its cluster's start - local wall) / cells`` is what each cell pays for
+being a task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import deqbench
+from deqbench.harness import results
+from deqbench.harness.dask_executor import DaskExecutor
+
+
+def timed_run(**options) -> tuple[float, int]:
+    start = time.perf_counter()
+    rows = deqbench.run(**options)
+    return time.perf_counter() - start, len(results.cell_statuses(rows))
+
+
+def cluster_start_seconds(workers: int) -> float:
+    start = time.perf_counter()
+    with DaskExecutor(workers=workers).client():
+        return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--strategies", default="all")
+    parser.add_argument("--problems", default="all")
+    parser.add_argument("--queries", default="all")
+    args = parser.parse_args(argv)
+    matrix = {"strategies": args.strategies, "problems": args.problems, "queries": args.queries}
+    matrix["quick"] = True
+    timed_run(**matrix)  # fills the oracle cache, so every run below finds it warm
+    local, cells = timed_run(**matrix)
+    one_worker, _ = timed_run(**matrix, executor="dask", workers=1)
+    parallel, _ = timed_run(**matrix, executor="dask", workers=args.workers)
+    start_one, start = cluster_start_seconds(1), cluster_start_seconds(args.workers)
+    print(f"cells: {cells}")
+    print(f"local executor:               {local:8.1f} s")
+    print(f"dask, 1 worker:               {one_worker:8.1f} s")
+    print(f"dask, {args.workers} workers:              {parallel:8.1f} s")
+    print(f"LocalCluster start, 1 worker: {start_one:8.1f} s")
+    print(f"LocalCluster start, {args.workers} workers:{start:8.1f} s")
+    print(f"wall time dask {args.workers} workers / local: {parallel / local:.2f}")
+    print(f"per-cell overhead of dask:    {(one_worker - start_one - local) / cells * 1e3:8.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
