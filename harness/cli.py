@@ -71,7 +71,9 @@ def settings_options(command):
         if opt.is_flag:
             command = click.option(*opt.flags, name, is_flag=True, default=False, help=opt.help)(command)
         else:
-            command = click.option(*opt.flags, name, default=None, metavar="VALUE", help=opt.help)(command)
+            command = click.option(*opt.flags, name, default=None, metavar=opt.metavar, help=opt.help)(
+                command
+            )
     return command
 
 
@@ -95,6 +97,7 @@ def settings_options(command):
     "--executor",
     default="local",
     show_default=True,
+    metavar="local|dask",
     help="Who runs the cells: local (this machine, one after another) or dask (a dask.distributed "
     "cluster; the parent writes each cell as it arrives). Allowed with --resume.",
 )
@@ -108,6 +111,7 @@ def settings_options(command):
     "--workers",
     default=None,
     type=int,
+    metavar="N",
     help="With --executor dask and no --scheduler: worker processes of the LocalCluster. "
     "[default: half the CPU cores]",
 )

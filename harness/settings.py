@@ -240,14 +240,15 @@ class Option:
     help: str
     parse: Callable[[Any, str], Any]
     is_flag: bool = False
+    metavar: str = "VALUE"
 
     @property
     def flag(self) -> str:
         return self.flags[0]
 
 
-def option(default, *flags: str, help: str, parse, is_flag: bool = False):
-    return field(default=default, metadata={"option": Option(flags, help, parse, is_flag)})
+def option(default, *flags: str, help: str, parse, is_flag: bool = False, metavar: str = "VALUE"):
+    return field(default=default, metadata={"option": Option(flags, help, parse, is_flag, metavar)})
 
 
 @dataclass(frozen=True)
@@ -259,20 +260,20 @@ class RunSettings:
     """
 
     strategies: list[str] = option(
-        "all", "--strategy", "-s", parse=references_parser("strategy"),
+        "all", "--strategy", "-s", metavar="NAMES", parse=references_parser("strategy"),
         help="Strategy names, comma-separated, 'all', or path/to/file.py:Class. [default: all]",
     )  # fmt: skip
     problems: list[str] = option(
-        "all", "--problem", "-p", parse=references_parser("problem"),
+        "all", "--problem", "-p", metavar="NAMES", parse=references_parser("problem"),
         help="Problem names, comma-separated, 'all', or path/to/file.py:Class (your own Problem). "
         "[default: all]",
     )  # fmt: skip
     queries: list[str] = option(
-        "all", "--query", "-q", parse=parse_queries,
+        "all", "--query", "-q", metavar="QUERIES", parse=parse_queries,
         help="Queries, comma-separated, or 'all' (see `deqbench list`). [default: all]",
     )  # fmt: skip
     size: str | None = option(
-        None, "--size", parse=parse_size,
+        None, "--size", metavar="SIZE", parse=parse_size,
         help="A size preset (quick, default, large), knob=value overrides such as m=256,batch=128, "
         "or both ('large,batch=8'). An override applies to the problems that have that knob. "
         "[default: default, or quick with --quick]",
@@ -282,68 +283,78 @@ class RunSettings:
         help=f"Small and fast: the quick preset, {QUICK['warmup']} warm-up run and {QUICK['repeats']} "
         "timed repeats (what CI runs).",
     )  # fmt: skip
-    device: str = option("cpu", "--device", parse=parse_device, help="cpu, cuda or cuda:N. [default: cpu]")
+    device: str = option(
+        "cpu", "--device", metavar="DEVICE", parse=parse_device, help="cpu, cuda or cuda:N. [default: cpu]"
+    )
     dtype: str = option(
-        "float64", "--dtype", parse=choice_parser(lambda: list(DTYPES)),
+        "float64", "--dtype", metavar="DTYPE", parse=choice_parser(lambda: list(DTYPES)),
         help="float64 or float32. [default: float64]",
     )  # fmt: skip
     seed: int = option(
-        0, "--seed", parse=integer_parser(0, MAX_SEED),
+        0, "--seed", metavar="N", parse=integer_parser(0, MAX_SEED),
         help="Seed of the problem instances (0 to 2**64 - 1). [default: 0]",
     )  # fmt: skip
     warmup: int | None = option(
-        None, "--warmup", parse=integer_parser(0, optional=True),
+        None, "--warmup", metavar="N", parse=integer_parser(0, optional=True),
         help=f"Untimed runs before measuring. [default: {FULL['warmup']}]",
     )  # fmt: skip
     repeats: int | None = option(
-        None, "--repeats", parse=integer_parser(1, optional=True),
+        None, "--repeats", metavar="N", parse=integer_parser(1, optional=True),
         help=f"Timed repeats per cell (median and IQR). [default: {FULL['repeats']}, {QUICK['repeats']} "
         "with --quick]",
     )  # fmt: skip
     f_solver: str | None = option(
-        None, "--f-solver", parse=choice_parser(lambda: list(SOLVERS), optional=True),
+        None, "--f-solver", metavar="SOLVER", parse=choice_parser(lambda: list(SOLVERS), optional=True),
         help=f"Forward solver, one of {', '.join(SOLVERS)}. [default: each strategy's own]",
     )  # fmt: skip
     b_solver: str | None = option(
-        None, "--b-solver", parse=choice_parser(lambda: list(SOLVERS), optional=True),
+        None, "--b-solver", metavar="SOLVER", parse=choice_parser(lambda: list(SOLVERS), optional=True),
         help=f"Backward (linear) solver, one of {', '.join(SOLVERS)}. [default: each strategy's own]",
     )  # fmt: skip
     f_tol: float | None = option(
-        None, "--f-tol", parse=positive_parser(),
+        None, "--f-tol", metavar="TOL", parse=positive_parser(),
         help="Forward solver tolerance (relative residual). [default: 1e-10; 1e-5 in float32]",
     )  # fmt: skip
     b_tol: float | None = option(
-        None, "--b-tol", parse=positive_parser(),
+        None, "--b-tol", metavar="TOL", parse=positive_parser(),
         help="Backward (linear) solver tolerance. [default: 1e-10; 1e-5 in float32]",
     )  # fmt: skip
     f_max_iter: int = option(
-        500, "--f-max-iter", parse=integer_parser(1), help="Forward solver iteration cap. [default: 500]"
+        500,
+        "--f-max-iter",
+        metavar="N",
+        parse=integer_parser(1),
+        help="Forward solver iteration cap. [default: 500]",
     )
     b_max_iter: int = option(
-        500, "--b-max-iter", parse=integer_parser(1), help="Backward solver iteration cap. [default: 500]"
+        500,
+        "--b-max-iter",
+        metavar="N",
+        parse=integer_parser(1),
+        help="Backward solver iteration cap. [default: 500]",
     )
     tol: float | None = option(
-        None, "--tol", parse=positive_parser(),
+        None, "--tol", metavar="TOL", parse=positive_parser(),
         help="A cell is 'wrong' when its worst relative error against the oracle exceeds this. "
         "[default: 1e-6; 1e-2 in float32]",
     )  # fmt: skip
     timeout: float | None = option(
-        None, "--timeout", parse=positive_parser("seconds"),
+        None, "--timeout", metavar="SECONDS", parse=positive_parser("seconds"),
         help="Seconds a cell may take, everything included (building the problem, measuring, the "
         "oracle), before its worker is killed ('timeout'). [default: none]",
     )  # fmt: skip
     threads: int | None = option(
-        None, "--threads", parse=integer_parser(1, optional=True),
+        None, "--threads", metavar="N", parse=integer_parser(1, optional=True),
         help="torch threads in each worker. [default: torch's]",
     )  # fmt: skip
     sweep: str | None = option(
-        None, "--sweep", parse=parse_sweep,
+        None, "--sweep", metavar="KNOB=V,...", parse=parse_sweep,
         help="Run the matrix at several sizes into one results folder: knob=v1,v2,... for each swept "
         "size knob, several knobs separated by ';' giving their product (m=64,256,1024 or "
         "'m=64,256;batch=8,32'). Each row carries its size. [default: no sweep]",
     )  # fmt: skip
     max_memory: int | None = option(
-        None, "--max-memory", parse=parse_bytes,
+        None, "--max-memory", metavar="BYTES", parse=parse_bytes,
         help="Stop a cell whose resident memory passes this (e.g. 8G, 512M; 'none': no cap) and record "
         "it as oom. [default: 90% of the memory available at the start]",
     )  # fmt: skip
