@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary sibling, flush it to disk, then give it its name.
+    """Write ``data`` to a temporary sibling (``.<name>.<random>.tmp``), flush it to disk,
+    then give it its name: a reader sees the old file or the new one, whole.
 
-    A run killed mid-write leaves only the ``.tmp`` file, which nothing reads as a result.
+    A process killed mid-write leaves only the temporary file, which nothing reads as a
+    result (run folders and the oracle cache clear such leftovers). The name is unique per
+    writer, so two processes writing the same file at once never share a temporary file.
     """
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        Path(temporary).unlink(missing_ok=True)
         raise

@@ -33,7 +33,6 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any
 
 import torch
 
+from deqbench.harness.files import write_atomically
 from deqbench.harness.oracle import ORACLE_VERSION, OracleAnswer, oracle, single_threaded
 from deqbench.problems.base import Problem
 from deqbench.queries import check_query_name
@@ -278,19 +278,6 @@ def read_entry(path: Path, key: str, query: str) -> dict[str, Any] | None:
     if payload["query"] != query:
         raise UnreadableEntry(f"written for query {payload['query']!r}")
     return payload
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def entry_payload(key: str, query: str, problem_name: str, answer: OracleAnswer) -> dict[str, Any]:
