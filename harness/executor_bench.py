@@ -2,7 +2,8 @@
 ``python -m deqbench.harness.executor_bench [--workers 2] [deqbench run options...]``.
 
 Runs the same matrix (by default the quick matrix, ``--strategy all --quick``) three times
-with a warm oracle cache: with the local executor, on a LocalCluster of one worker and on
+with a warm oracle cache and one torch thread per cell (``--threads``): with the local
+executor, on a LocalCluster of one worker and on
 one of ``--workers`` workers, and prints each wall time, the time to start a LocalCluster,
 the wall-time ratio of the parallel cluster to the local run, and the per-cell overhead
 Dask adds: with one worker the cells run one after another as they do locally, so
@@ -38,9 +39,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--strategies", default="all")
     parser.add_argument("--problems", default="all")
     parser.add_argument("--queries", default="all")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per cell (default 1)")
     args = parser.parse_args(argv)
     matrix = {"strategies": args.strategies, "problems": args.problems, "queries": args.queries}
-    matrix["quick"] = True
+    matrix.update(quick=True, threads=args.threads)
     timed_run(**matrix)  # fills the oracle cache, so every run below finds it warm
     local, cells = timed_run(**matrix)
     one_worker, _ = timed_run(**matrix, executor="dask", workers=1)
