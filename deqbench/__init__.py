@@ -21,6 +21,7 @@ from deqbench.queries import (
     UnsupportedQueryError,
 )
 from deqbench.strategies.base import STRATEGIES, Strategy
+from deqbench.tolerances import solver_tol, verify_tol
 
 
 def _version() -> str:
@@ -37,7 +38,11 @@ __version__ = _version()
 
 
 def get_strategy(name: str, **settings) -> Strategy:
-    """A strategy by registry name, with solver settings (f_tol=..., b_max_iter=...)."""
+    """A strategy by registry name, with solver settings (f_tol=..., b_max_iter=...).
+
+    f_tol and b_tol left out (or None) follow each problem's dtype (:func:`solver_tol`:
+    1e-10 in float64, 1e-5 in float32), so the same strategy serves both.
+    """
     return STRATEGIES.get(name)(**settings)
 
 
@@ -47,7 +52,10 @@ def get_problem(name: str, preset: str = "default", **kwargs) -> Problem:
 
 
 def query(strategy: str | Strategy, problem: Problem, name: str) -> QueryResult:
-    """Answer one query; warns (NotConvergedWarning) when a solve did not converge."""
+    """Answer one query; warns (NotConvergedWarning) when a solve did not converge.
+
+    A strategy given by name gets default settings: tolerances of the problem's dtype.
+    """
     if isinstance(strategy, str):
         strategy = get_strategy(strategy)
     result = strategy.run(name, problem)
@@ -69,4 +77,6 @@ __all__ = [
     "get_strategy",
     "query",
     "run",
+    "solver_tol",
+    "verify_tol",
 ]

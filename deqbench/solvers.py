@@ -6,15 +6,19 @@ Anderson acceleration mixes history *per sample*, so that differentiating throug
 autograd they use no in-place writes, so every step is recorded.
 
 Convergence is judged on the worst sample's relative residual
-``|g(z) - z| / |g(z)|``; a zero solution (``g(z) = z = 0``) counts as converged.
+``|g(z) - z| / |g(z)|``; a zero solution (``g(z) = z = 0``) counts as converged. A ``tol`` of
+None is the tolerance of the iterate's dtype (:func:`deqbench.tolerances.solver_tol`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from deqbench.tolerances import solver_tol
 
 Map = Callable[[torch.Tensor], torch.Tensor]
 
@@ -29,6 +33,14 @@ class SolverStats:
     nfev: int
     residual: float
     converged: bool
+    tol: float
+
+    def describe(self) -> str:
+        """One line for a warning: which solve, how far it got, and in how many steps."""
+        return (
+            f"{self.phase} solve did not converge: residual {self.residual:.3g} > tol {self.tol:.3g}"
+            f" after {self.iterations} iterations of {self.solver}"
+        )
 
 
 @dataclass
@@ -53,11 +65,16 @@ def worst_relative(difference: torch.Tensor, reference: torch.Tensor) -> torch.T
 def _finish(phase, solver, z, iterations, nfev, residual, tol) -> Solution:
     res = float(residual)
     converged = bool(res <= tol)  # NaN compares False: a blown-up solve is not converged.
-    return Solution(z, SolverStats(phase, solver, iterations, nfev, res, converged))
+    return Solution(z, SolverStats(phase, solver, iterations, nfev, res, converged, tol))
 
 
-def fixed_point(g: Map, z0: torch.Tensor, *, tol: float, max_iter: int, phase: str = "forward"):
+def _tolerance(tol: float | None, z0: torch.Tensor) -> float:
+    return solver_tol(z0.dtype) if tol is None else tol
+
+
+def fixed_point(g: Map, z0: torch.Tensor, *, tol: float | None = None, max_iter: int, phase: str = "forward"):
     """Plain iteration ``z <- g(z)``: the baseline, and what `unrolled` records by default."""
+    tol = _tolerance(tol, z0)
     z = z0
     residual = torch.tensor(float("inf"))
     for k in range(1, max_iter + 1):
@@ -75,7 +92,7 @@ def anderson(
     g: Map,
     z0: torch.Tensor,
     *,
-    tol: float,
+    tol: float | None = None,
     max_iter: int,
     phase: str = "forward",
     memory: int = 6,
@@ -88,8 +105,12 @@ def anderson(
     ``sum_i a_i g(z_i)``. The Gram matrix of the residuals is updated one row a step, and
     normalised per sample so that the regularization is relative (it does not stall the last
     digits of a solve driven to 1e-12) and a sample whose residuals are all zero (already
-    solved) gets finite, harmless weights. No in-place writes: autograd can record it.
+    solved) gets finite, harmless weights. A sample whose system cannot be solved takes a
+    plain fixed-point step instead (:func:`mixing_weights`): the solver never raises on a
+    singular history. No in-place writes on recorded tensors: autograd can record it.
     """
+    tol = _tolerance(tol, z0)
+    regularization = relative_regularization(regularization, z0.dtype)
     shape, batch = z0.shape, z0.shape[0]
     flat = lambda t: t.reshape(batch, -1, 1)  # noqa: E731 - columns, for batched dot products
     g_z = flat(g(z0))
@@ -100,12 +121,8 @@ def anderson(
     while residual > tol and torch.isfinite(residual) and k < max_iter:
         k += 1
         h = gram.shape[1]
-        scale = gram.diagonal(dim1=1, dim2=2).amax(dim=1).clamp_min(torch.finfo(z0.dtype).tiny)
-        eye = torch.eye(h, dtype=z0.dtype, device=z0.device)
-        ones = torch.ones(batch, h, 1, dtype=z0.dtype, device=z0.device)
-        weights = torch.linalg.solve(gram / scale[:, None, None] + regularization * eye, ones)
-        alpha = weights / weights.sum(dim=1, keepdim=True)  # (batch, h, 1)
-        mixed = images[0] * alpha[:, :1]  # sum_i a_i g(z_i), accumulated in one buffer
+        alpha = mixing_weights(gram, regularization)  # (batch, h, 1)
+        mixed = images[0] * alpha[:, :1]  # sum_i a_i g(z_i), accumulated in one fresh buffer
         for i in range(1, h):
             mixed = mixed.addcmul_(images[i], alpha[:, i : i + 1])
         g_z = flat(g(mixed.reshape(shape)))
@@ -119,14 +136,64 @@ def anderson(
     return _finish(phase, "anderson", g_z.reshape(shape), k, k, residual, tol)
 
 
+def relative_regularization(regularization: float, dtype: torch.dtype) -> float:
+    """The ridge added to the normalised Gram matrix, at least ten eps of ``dtype``.
+
+    The normalised Gram matrix has entries of order one, and near convergence the residuals
+    become nearly parallel, so it is close to singular. A ridge below the dtype's resolution
+    is lost to rounding (1 + 1e-10 == 1 in float32) and the system is singular in float
+    arithmetic; ten eps sits just above the rounding noise of the Gram's own entries and
+    leaves the weights all but unregularized. In float64 the default 1e-10 is already larger.
+    """
+    return max(regularization, 10 * torch.finfo(dtype).eps)
+
+
+def mixing_weights(gram: torch.Tensor, regularization: float) -> torch.Tensor:
+    """Per-sample Anderson weights (batch, h, 1) summing to one, from the residuals' Gram.
+
+    Where a sample's regularized system is singular or its weights are not finite (a NaN or
+    inf residual, a history of identical residuals), that sample takes the plain fixed-point
+    step instead: weight one on its newest image.
+    """
+    batch, h = gram.shape[0], gram.shape[1]
+    scale = gram.diagonal(dim1=1, dim2=2).amax(dim=1).clamp_min(torch.finfo(gram.dtype).tiny)
+    eye = torch.eye(h, dtype=gram.dtype, device=gram.device)
+    system = gram / scale[:, None, None] + regularization * eye
+    ones = torch.ones(batch, h, 1, dtype=gram.dtype, device=gram.device)
+    weights, info = torch.linalg.solve_ex(system, ones)
+    alpha = weights / weights.sum(dim=1, keepdim=True)
+    # The usual case, checked with one reduction (it costs what linalg.solve's own check
+    # did): a failed factorization divides by a zero pivot, so its weights are not finite
+    # either, and the sum of all weights is finite only if every one is.
+    if math.isfinite(alpha.sum().item()):
+        return alpha
+    failed = (info != 0) | ~torch.isfinite(alpha).all(dim=1)[:, 0]
+    return _fixed_point_step_where(failed, system, ones)
+
+
+def _fixed_point_step_where(failed: torch.Tensor, system: torch.Tensor, ones: torch.Tensor):
+    """Weights solved again with the failed samples' systems swapped for the identity, then
+    one-hot on the newest image there. Solving again (rather than masking the first answer)
+    keeps autograd's backward finite: a masked NaN still turns the gradient into NaN."""
+    h = system.shape[1]
+    eye = torch.eye(h, dtype=system.dtype, device=system.device)
+    failed = failed[:, None, None]
+    weights = torch.linalg.solve_ex(torch.where(failed, eye, system), ones)[0]
+    alpha = weights / weights.sum(dim=1, keepdim=True)
+    newest_only = eye[:, -1:]  # (h, 1): weight one on the newest image
+    return torch.where(failed, newest_only, alpha)
+
+
 SOLVERS: dict[str, Callable[..., Solution]] = {
     "fixed_point": fixed_point,
     "anderson": anderson,
 }
 
 
-def solve(name: str, g: Map, z0: torch.Tensor, *, tol: float, max_iter: int, phase: str) -> Solution:
-    """Dispatch by solver name, with a clear error for an unknown one."""
+def solve(
+    name: str, g: Map, z0: torch.Tensor, *, tol: float | None = None, max_iter: int, phase: str
+) -> Solution:
+    """Dispatch by solver name, with a clear error for an unknown one (tol None: the dtype's)."""
     try:
         solver = SOLVERS[name]
     except KeyError:

@@ -15,12 +15,22 @@ Partial derivatives inside the backward passes come from torch.func, which treat
 theta as independent arguments; plain autograd.grad would follow z back to theta through
 this very Function (a total derivative, and an endless recursion). This is how
 gradcheck/gradgradcheck verify `analytic`, and how a user trains with it.
+
+Every solve, forward or in a backward pass, warns (:class:`deqbench.NotConvergedWarning`)
+when it stops short of its tolerance, as ``deqbench.query`` does: a layer used for training
+has no result object to carry a converged flag. The layer keeps no statistics of its own, so
+a long training run does not accumulate them.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch.func import grad, jvp, vjp
+
+from deqbench.queries import NotConvergedWarning
+from deqbench.solvers import Solution
 
 
 def _partial_vjp(layer, arguments, cotangent):
@@ -98,8 +108,22 @@ class ImplicitLayer:
     def __init__(self, strategy, problem):
         self.problem = problem
         self.names = tuple(problem.theta)
-        self.solve_forward = strategy.solve_forward
-        self.solve_backward = strategy.solve_backward
+        self.strategy = strategy
+
+    def solve_forward(self, g, z0: torch.Tensor) -> torch.Tensor:
+        return self._checked(self.strategy.forward_solution(g, z0))
+
+    def solve_backward(self, g, z0: torch.Tensor) -> torch.Tensor:
+        return self._checked(self.strategy.backward_solution(g, z0))
+
+    def _checked(self, solution: Solution) -> torch.Tensor:
+        if not solution.stats.converged:
+            # Issued from inside autograd Functions: the caller's frame is too far up to
+            # point at reliably, so the message says what failed instead.
+            warnings.warn(
+                f"{self.problem.name} layer: {solution.stats.describe()}", NotConvergedWarning, stacklevel=2
+            )
+        return solution.z
 
     def theta_dict(self, values) -> dict[str, torch.Tensor]:
         return dict(zip(self.names, values, strict=True))

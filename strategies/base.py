@@ -9,6 +9,7 @@ Each query is a method of the same name taking a problem and returning a dict of
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -16,7 +17,8 @@ import torch
 from deqbench.problems.base import Problem
 from deqbench.queries import QUERIES, QueryResult, UnsupportedQueryError, check_query_name
 from deqbench.registry import Registry
-from deqbench.solvers import SOLVERS, SolverStats, solve
+from deqbench.solvers import SOLVERS, Solution, SolverStats, solve
+from deqbench.tolerances import solver_tol
 
 STRATEGIES: Registry[Strategy] = Registry("strategy", "deqbench.strategies")
 
@@ -45,8 +47,8 @@ class Strategy:
         *,
         f_solver: str | None = None,
         b_solver: str | None = None,
-        f_tol: float = 1e-10,
-        b_tol: float = 1e-10,
+        f_tol: float | None = None,
+        b_tol: float | None = None,
         f_max_iter: int = 500,
         b_max_iter: int = 500,
     ):
@@ -55,7 +57,9 @@ class Strategy:
         for solver in (self.f_solver, self.b_solver):
             if solver not in SOLVERS:
                 raise ValueError(f"unknown solver {solver!r}; known: {', '.join(SOLVERS)}")
-        self.f_tol, self.b_tol = float(f_tol), float(b_tol)
+        #: None ("auto"): each solve stops at the tolerance of its dtype, the problem's
+        #: (deqbench.tolerances.solver_tol), so one strategy serves float32 and float64.
+        self.f_tol, self.b_tol = checked_tolerance("f_tol", f_tol), checked_tolerance("b_tol", b_tol)
         self.f_max_iter, self.b_max_iter = int(f_max_iter), int(b_max_iter)
         self.solves: list[SolverStats] = []
 
@@ -77,22 +81,42 @@ class Strategy:
 
     # -------------------------------------------------------------- solving
     def solve_forward(self, g, z0: torch.Tensor) -> torch.Tensor:
-        return self._solve(self.f_solver, g, z0, self.f_tol, self.f_max_iter, "forward")
+        """z = g(z) from z0 with the forward settings; its statistics go to ``self.solves``."""
+        return self._record(self.forward_solution(g, z0))
 
     def solve_backward(self, g, z0: torch.Tensor) -> torch.Tensor:
-        return self._solve(self.b_solver, g, z0, self.b_tol, self.b_max_iter, "backward")
+        """A backward (linear or adjoint) solve; its statistics go to ``self.solves``."""
+        return self._record(self.backward_solution(g, z0))
 
-    def _solve(self, solver, g, z0, tol, max_iter, phase) -> torch.Tensor:
-        solution = solve(solver, g, z0, tol=tol, max_iter=max_iter, phase=phase)
+    def forward_solution(self, g, z0: torch.Tensor) -> Solution:
+        """The forward solve and its statistics, recorded nowhere (the caller keeps them)."""
+        return solve(self.f_solver, g, z0, tol=self.f_tol, max_iter=self.f_max_iter, phase="forward")
+
+    def backward_solution(self, g, z0: torch.Tensor) -> Solution:
+        return solve(self.b_solver, g, z0, tol=self.b_tol, max_iter=self.b_max_iter, phase="backward")
+
+    def _record(self, solution: Solution) -> torch.Tensor:
         self.solves.append(solution.stats)
         return solution.z
 
-    def settings(self) -> dict[str, object]:
+    def tolerances(self, dtype: torch.dtype | str) -> dict[str, float]:
+        """The f_tol and b_tol the solves of a problem in ``dtype`` stop at."""
+        return {
+            "f_tol": solver_tol(dtype) if self.f_tol is None else self.f_tol,
+            "b_tol": solver_tol(dtype) if self.b_tol is None else self.b_tol,
+        }
+
+    def settings(self, dtype: torch.dtype | str | None = None) -> dict[str, object]:
+        """The solver settings; a tolerance left to the dtype reads "auto", or, given a
+        ``dtype``, the value it takes there."""
+        if dtype is None:
+            tolerances = {"f_tol": _auto(self.f_tol), "b_tol": _auto(self.b_tol)}
+        else:
+            tolerances = self.tolerances(dtype)
         return {
             "f_solver": self.f_solver,
             "b_solver": self.b_solver,
-            "f_tol": self.f_tol,
-            "b_tol": self.b_tol,
+            **tolerances,
             "f_max_iter": self.f_max_iter,
             "b_max_iter": self.b_max_iter,
         }
@@ -100,3 +124,26 @@ class Strategy:
     def __repr__(self) -> str:
         knobs = ", ".join(f"{k}={v}" for k, v in self.settings().items())
         return f"{type(self).__name__}({knobs})"
+
+
+def checked_tolerance(name: str, tol: float | None) -> float | None:
+    """A solver tolerance as given: None (the dtype's), or a finite number >= 0.
+
+    Zero is allowed on purpose: it never stops early, so a solve runs exactly its
+    ``max_iter`` steps (what the memory tests use to fix iteration counts).
+    """
+    if tol is None:
+        return None
+    try:
+        value = float(tol)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(tol, bool) or not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"{name} must be a finite number >= 0, or None for the dtype's tolerance; got {tol!r}"
+        )
+    return value
+
+
+def _auto(tol: float | None) -> float | str:
+    return "auto" if tol is None else tol

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from deqbench.solvers import SOLVERS, solve
+from deqbench.solvers import SOLVERS, anderson, mixing_weights, relative_regularization, solve
 
 
 def linear_contraction(batch=5, d=7, rho=0.9, seed=0):
@@ -86,3 +86,37 @@ def test_divergence_is_flagged_not_hidden(solver):
 def test_unknown_solver_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown solver 'newton'; known: fixed_point, anderson"):
         solve("newton", lambda z: z, torch.zeros(1, 1), tol=1e-3, max_iter=2, phase="forward")
+
+
+# ------------------------------------------------- singular least squares in Anderson
+@pytest.mark.parametrize(
+    ("dtype", "regularization"),
+    [(torch.float32, 1e-10), (torch.float64, 0.0)],  # float32: 1 + 1e-10 rounds to 1
+    ids=["float32", "float64-unregularized"],
+)
+def test_anderson_survives_a_singular_history(dtype, regularization):
+    """Every residual of ``z + 1`` is the same vector: the Gram matrix has rank one."""
+    g = lambda z: z + 1.0  # noqa: E731 - no fixed point: never converges, never raises
+    z0 = torch.zeros(3, 4, dtype=dtype)
+    solution = anderson(g, z0, tol=1e-5, max_iter=20, regularization=regularization)
+    assert torch.isfinite(solution.z).all()
+    assert not solution.stats.converged and solution.stats.iterations == 20
+
+
+def test_mixing_weights_fall_back_to_a_plain_step_where_singular():
+    """A singular (or non-finite) system gives weight one on the newest image, per sample;
+    the other samples keep their least-squares weights, and gradients stay finite."""
+    gram = torch.stack([torch.ones(3, 3), torch.eye(3), torch.full((3, 3), torch.inf)]).double()
+    gram.requires_grad_(True)
+    alpha = mixing_weights(gram, regularization=0.0)[..., 0]
+    expected = torch.tensor([[0, 0, 1], [1 / 3, 1 / 3, 1 / 3], [0, 0, 1]], dtype=torch.float64)
+    assert torch.allclose(alpha, expected)
+    (gradient,) = torch.autograd.grad((alpha * torch.arange(3.0)).sum(), gram)
+    assert torch.isfinite(gradient[:2]).all()
+
+
+def test_anderson_regularization_is_never_below_the_dtypes_resolution():
+    assert relative_regularization(1e-10, torch.float64) == 1e-10  # float64: unchanged
+    assert relative_regularization(1e-10, torch.float32) >= 10 * torch.finfo(torch.float32).eps
+    one = torch.ones((), dtype=torch.float32)
+    assert one + relative_regularization(0.0, torch.float32) > one  # not lost to rounding
