@@ -1,4 +1,5 @@
-"""The README's Python example runs as written."""
+"""The README's Python examples (```python blocks) run as written; ```py blocks show code
+that needs what a test machine lacks (a SLURM cluster)."""
 
 import re
 from pathlib import Path
