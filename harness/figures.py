@@ -150,6 +150,24 @@ def tidy_log_axis(ax, axis: str, decades_only: bool = False) -> None:
 
 
 # ----------------------------------------------------------- heatmap
+def heat(ax, values: pd.DataFrame, cmap, norm) -> None:
+    """A strategy x query heatmap (NaN left to the axes' background).
+
+    Drawn with pcolormesh rather than seaborn.heatmap, which redraws the whole figure for
+    every panel (to check its tick labels) and made many-panel figures take tens of seconds.
+    """
+    data = np.ma.masked_invalid(values.to_numpy(dtype=float))
+    ax.pcolormesh(data, cmap=cmap, norm=norm, edgecolors="white", linewidth=1.5)
+    ax.set_xlim(0, values.shape[1])
+    ax.set_ylim(values.shape[0], 0)
+    ax.set_xticks(np.arange(values.shape[1]) + 0.5, [str(c) for c in values.columns])
+    ax.set_yticks(np.arange(values.shape[0]) + 0.5, [str(i) for i in values.index])
+    ax.tick_params(length=0)
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
 VERDICT_RANK = {
     rd.VERDICT_FAILED: 4,
     rd.VERDICT_STOPPED: 3,
@@ -205,15 +223,17 @@ def accuracy_heatmap(cells: pd.DataFrame, problem: str, out: Path, formats: list
         1,
         figsize=(width, 0.9 + panel_height * len(conditions)),
         squeeze=False,
-        layout="constrained",
     )
     for ax, condition in zip(axes[:, 0], conditions, strict=True):
         subset = cells[labels == condition]
-        draw_accuracy(ax, worst_cells(subset), strategies, queries, norm, cmap)
+        # each panel shows the strategies and queries its condition ran
+        shown = order_strategies(subset["strategy"]), order_queries(subset["query"])
+        draw_accuracy(ax, worst_cells(subset), *shown, norm, cmap)
         sizes = subset["size"].nunique()
         what = f"worst of {sizes} sizes" if sizes > 1 else subset["size"].iloc[0]
         ax.set_title(f"{problem} ({what})" + (f"\n{condition}" if condition else ""), loc="left")
-    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes[:, 0].tolist(), pad=0.02, fraction=0.05)
+    fig.tight_layout(rect=(0, 0.02, 0.86, 1))
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=fig.add_axes((0.88, 0.12, 0.018, 0.76)))
     tol_text = ", ".join(map(format_tol, tols))
     bar.set_label(f"log10 worst relative error (lower is better)\nred line: tolerance {tol_text}")
     for tol in tols:
@@ -238,7 +258,6 @@ def accuracy_heatmap(cells: pd.DataFrame, problem: str, out: Path, formats: list
 
 
 def draw_accuracy(ax, worst: pd.DataFrame, strategies, queries, norm, cmap) -> None:
-    import seaborn as sns
     from matplotlib.patches import Rectangle
 
     errors = worst.pivot(index="strategy", columns="query", values="relative_error").reindex(
@@ -247,10 +266,7 @@ def draw_accuracy(ax, worst: pd.DataFrame, strategies, queries, norm, cmap) -> N
     logs = np.log10(errors.clip(lower=ERROR_FLOOR))
     info = worst.set_index(["strategy", "query"])
     ax.set_facecolor("#E6E6E6")  # unsupported, not run, or no error measured
-    sns.heatmap(
-        logs, mask=logs.isna(), cmap=cmap, norm=norm, ax=ax, cbar=False, linewidths=1.5, linecolor="white"
-    )
-    ax.grid(False)
+    heat(ax, logs, cmap, norm)
     for i, strategy in enumerate(strategies):
         for j, query in enumerate(queries):
             if (strategy, query) not in info.index:
@@ -604,7 +620,8 @@ def relative_to_baseline(
     order = order[-MAX_CONDITION_ROWS:]  # the largest sizes come last in a run's order
     strategies = order_strategies(ratios["strategy"])
     queries = order_queries(ratios["query"])
-    logs = np.log2(ratios[[f"{m}_ratio" for m, _ in RATIO_METRICS]].astype(float))
+    with np.errstate(divide="ignore", invalid="ignore"):  # a ratio of 0 (nothing saved) is -inf
+        logs = np.log2(ratios[[f"{m}_ratio" for m, _ in RATIO_METRICS]].astype(float))
     finite = logs.to_numpy()[np.isfinite(logs.to_numpy())]
     limit = max(1.0, float(np.abs(finite).max()) if finite.size else 1.0)
     norm = Normalize(vmin=-limit, vmax=limit)
@@ -617,7 +634,6 @@ def relative_to_baseline(
             0.9 + (0.8 + 0.5 * len(strategies)) * len(order),
         ),
         squeeze=False,
-        layout="constrained",
     )
     for r, label in enumerate(order):
         for c, (metric, metric_name) in enumerate(RATIO_METRICS):
@@ -628,19 +644,23 @@ def relative_to_baseline(
             )
             grid = grid.reindex(index=strategies, columns=queries)
             ax.set_facecolor("#E6E6E6")
-            sns.heatmap(
-                np.log2(grid),
-                mask=grid.isna(),
-                cmap=cmap,
-                norm=norm,
-                cbar=False,
-                ax=ax,
-                linewidths=1.5,
-                linecolor="white",
-                annot=grid.map(lambda v: "—" if pd.isna(v) else f"{v:.2g}×"),
-                fmt="",
-                annot_kws={"fontsize": 8},
-            )
+            with np.errstate(divide="ignore", invalid="ignore"):
+                shade = np.log2(grid).clip(lower=-limit, upper=limit)
+            heat(ax, shade, cmap, norm)
+            for i, strategy in enumerate(grid.index):
+                for j, query in enumerate(grid.columns):
+                    value = grid.loc[strategy, query]
+                    dark = not pd.isna(value) and abs(norm(shade.loc[strategy, query]) - 0.5) > 0.3
+                    text = "—" if pd.isna(value) else f"{value:.2g}×"
+                    ax.text(
+                        j + 0.5,
+                        i + 0.5,
+                        text,
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if dark else "black",
+                    )
             ax.grid(False)
             ax.set_title(metric_name + (f"\n{label}" if label else ""), fontsize=9)
             ax.set_xlabel("query" if r == len(order) - 1 else "")
@@ -650,8 +670,9 @@ def relative_to_baseline(
             if c:
                 ax.set_yticklabels([])
     fig.suptitle(title, x=0.01, ha="left")
+    fig.tight_layout(rect=(0, 0, 0.9, 0.97))
     mappable = ScalarMappable(norm=norm, cmap=cmap)
-    bar = fig.colorbar(mappable, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02, fraction=0.04)
+    bar = fig.colorbar(mappable, cax=fig.add_axes((0.915, 0.15, 0.015, 0.7)))
     step = max(1, math.ceil(2 * limit / 8))
     ticks = [t for t in range(-math.floor(limit), math.floor(limit) + 1) if t % step == 0]
     bar.set_ticks(ticks)
