@@ -22,6 +22,7 @@ from deqbench.harness import results, runner, summary
 from deqbench.harness.cache_cli import cache
 from deqbench.harness.executors import make_executor
 from deqbench.harness.progress import ProgressReporter
+from deqbench.harness.report_cli import compare_command, report_command
 from deqbench.harness.run_folder import RUN_FILE, RunFolder, UnreadableRun
 from deqbench.harness.settings import BadInput, make_settings, options
 
@@ -296,6 +297,8 @@ def export_command(directory: Path, as_csv: bool, as_parquet: bool, output: Path
 
 
 main.add_command(cache)
+main.add_command(report_command)
+main.add_command(compare_command)
 
 
 if __name__ == "__main__":  # pragma: no cover
