@@ -30,7 +30,7 @@ from deqbench.harness.accuracy import relative_errors
 from deqbench.harness.cell import PreparedCell, build_problem
 from deqbench.harness.matrix import problem_names, query_names, quick_spec, strategy_names
 from deqbench.harness.oracle_cache import OracleCache
-from deqbench.harness.settings import VERIFY_TOL
+from deqbench.tolerances import verify_tol
 
 CellKey = tuple[str, str, str]  # (strategy, problem, query), the order of asv's params
 
@@ -38,7 +38,7 @@ CellKey = tuple[str, str, str]  # (strategy, problem, query), the order of asv's
 #: pass/fail tolerance, an error reflects the solver tolerance and rounding, which shift
 #: with any reordering of floating-point work; left raw, a move from 1e-11 to 5e-11 would
 #: read as a fivefold regression in ``asv compare``.
-RELATIVE_ERROR_FLOOR = VERIFY_TOL["float64"] / 100
+RELATIVE_ERROR_FLOOR = verify_tol("float64") / 100
 
 PARAM_NAMES = ["strategy", "problem", "query"]
 #: The matrix's axes, from the registries alone (no problem is built at import).

@@ -22,16 +22,11 @@ from deqbench.problems.base import PROBLEMS
 from deqbench.queries import QUERIES
 from deqbench.solvers import SOLVERS
 from deqbench.strategies.base import STRATEGIES
+from deqbench.tolerances import solver_tol, verify_tol
 
 #: --quick: the "quick" size preset, one warm-up run and three timed repeats.
 QUICK = {"preset": "quick", "warmup": 1, "repeats": 3}
 FULL = {"preset": "default", "warmup": 1, "repeats": 5}
-#: Solver tolerances a dtype can reach, and the relative error above which an answer is
-#: "wrong". float32 cannot resolve a 1e-10 residual, nor agree with float64 to 1e-6: third
-#: derivatives (pinn2_grad) of a correct strategy lose a few more digits to rounding, up to
-#: 2e-3 on the quick problems, so float32 checks catch blunders and float64 checks digits.
-SOLVER_TOL = {"float64": 1e-10, "float32": 1e-5}
-VERIFY_TOL = {"float64": 1e-6, "float32": 1e-2}
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 #: torch seeds are 64-bit: torch.Generator.manual_seed refuses anything larger.
 MAX_SEED = 2**64 - 1
@@ -383,13 +378,13 @@ class RunSettings:
 
     @property
     def verify_tol(self) -> float:
-        return VERIFY_TOL[self.dtype] if self.tol is None else self.tol
+        return verify_tol(self.dtype) if self.tol is None else self.tol
 
     def solver_settings(self) -> dict[str, Any]:
         """What each strategy is built with (a solver left out: the strategy's default)."""
         settings = {
-            "f_tol": SOLVER_TOL[self.dtype] if self.f_tol is None else self.f_tol,
-            "b_tol": SOLVER_TOL[self.dtype] if self.b_tol is None else self.b_tol,
+            "f_tol": solver_tol(self.dtype) if self.f_tol is None else self.f_tol,
+            "b_tol": solver_tol(self.dtype) if self.b_tol is None else self.b_tol,
             "f_max_iter": self.f_max_iter,
             "b_max_iter": self.b_max_iter,
         }
