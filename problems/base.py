@@ -12,7 +12,9 @@ A problem instance holds everything a query needs:
 - ``physics2_loss(theta, x, z, dz, d2z)``: a scalar loss on the derivatives along ``"x"``
   (``pinn2_grad``).
 
-A problem without a physics loss simply does not exercise the queries that need one.
+A problem without a physics loss simply does not exercise the queries that need one. The
+contract a subclass implements is :class:`Problem`'s docstring; defining a class that
+breaks it is a TypeError at once.
 """
 
 from __future__ import annotations
@@ -32,7 +34,38 @@ Theta = dict[str, torch.Tensor]
 
 
 class Problem:
-    """Base class. Subclasses set ``name`` and ``presets`` and implement ``build`` and ``f``."""
+    """Base class of every problem family. A subclass that sets ``name`` is registered.
+
+    **Required** (checked when the class is defined; a TypeError names what is missing):
+
+    - ``name`` (str): the registry name, unique (``deqbench run --problem NAME``). A class
+      without one is an abstract helper and is neither checked nor registered.
+    - ``presets``: named sizes, ``{"quick": {"m": 8, "n": 3, ...}, "default": {...}}``.
+      Every preset names the same knobs (``--size`` and ``--sweep`` override them by name,
+      cast to the preset's type); ``"quick"`` is what CI and ``--quick`` run, ``"default"``
+      what a plain ``deqbench.get_problem(name)`` builds.
+    - ``build(self, generator, **knobs)``: set ``self.theta`` (dict of named tensors),
+      ``self.x`` (batch, n) and ``self.directions`` (``"t"``, optionally ``"x"``, each of
+      shape (n,)) from the knobs. Draw random numbers with ``self.randn(generator, ...)``
+      (seeded, identical on every device and dtype) and build tensors in ``self.dtype`` on
+      ``self.device``.
+    - ``f(self, theta, x, z)``: the layer, batched over independent samples; z* is its
+      attracting fixed point (the oracle checks that it attracts).
+
+    **Optional:**
+
+    - ``description``: one line for ``deqbench list``.
+    - ``data_loss(theta, x, z)`` (default: half the mean squared ``output``) for ``grad``;
+      ``output(theta, z)`` (default: z itself), the model's head.
+    - ``physics_loss(theta, x, z, dz)`` and ``physics2_loss(theta, x, z, dz, d2z)`` (default:
+      None, and the ``pinn_grad`` / ``pinn2_grad`` queries are unsupported on the problem).
+    - ``reference(query)``: a closed-form answer (dict of tensors, the oracle's keys) where
+      the problem has one; the test suite checks the oracle against it. None by default.
+    - ``z_init()``: the solvers' starting point (default: zeros, (batch, m)).
+    - ``hessian_max_n`` (8): the largest input dimension n the dense ``hessian`` query runs at.
+    - ``m``: the state width; the ``m`` knob by default, so a problem whose presets have no
+      ``m`` knob must override the ``m`` property.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
@@ -48,6 +81,7 @@ class Problem:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:  # abstract helpers set no name and stay unregistered
+            check_contract(cls)
             PROBLEMS.add(cls)
 
     def __init__(
@@ -234,6 +268,38 @@ class FunctionProblem(Problem):
     @property
     def m(self) -> int:
         return self._m
+
+
+def check_contract(cls: type[Problem]) -> None:
+    """TypeError, naming the class and what it lacks, if it cannot build an instance."""
+    missing = [
+        signature
+        for method, signature in (("build", "build(self, generator, **knobs)"), ("f", "f(self, theta, x, z)"))
+        if getattr(cls, method) is getattr(Problem, method)
+    ]
+    if missing:
+        raise TypeError(f"{cls.__name__} must define {' and '.join(missing)}")
+    knobs = check_presets(cls)
+    if "m" not in knobs and cls.m is Problem.m:
+        raise TypeError(f"{cls.__name__}: its presets have no 'm' knob, so it must override the `m` property")
+
+
+def check_presets(cls: type[Problem]) -> list[str]:
+    """The knob names every preset shares; TypeError if there are no presets or they differ."""
+    presets = cls.presets
+    if not isinstance(presets, Mapping) or not presets:
+        raise TypeError(f"{cls.__name__}.presets must be a non-empty dict of named sizes")
+    not_dicts = [name for name, size in presets.items() if not isinstance(size, Mapping)]
+    if not_dicts:
+        raise TypeError(f"{cls.__name__}: presets {not_dicts} must each be a dict of knobs")
+    knob_sets = {name: list(size) for name, size in presets.items()}
+    first_name, first = next(iter(knob_sets.items()))
+    differing = {name: knobs for name, knobs in knob_sets.items() if set(knobs) != set(first)}
+    if differing:
+        shown = {first_name: first, **differing}
+        described = "; ".join(f"{name!r} names {', '.join(knobs)}" for name, knobs in shown.items())
+        raise TypeError(f"{cls.__name__}: every preset must name the same knobs, but {described}")
+    return first
 
 
 def supported_queries(problem: Problem) -> list[str]:

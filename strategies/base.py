@@ -4,7 +4,9 @@ A strategy declares its ``name``, ``backend``, the queries it supports and those
 to answer exactly, and carries the forward and backward solver settings (the torchdeq
 names: ``f_solver``/``b_solver``, ``f_tol``/``b_tol``, ``f_max_iter``/``b_max_iter``).
 Each query is a method of the same name taking a problem and returning a dict of tensors;
-:meth:`Strategy.run` wraps it with the statistics of every solve it made.
+:meth:`Strategy.run` wraps it with the statistics of every solve it made. The contract a
+subclass implements is :class:`Strategy`'s docstring; defining a class that breaks it is a
+TypeError at once, not a surprise in the middle of a run.
 """
 
 from __future__ import annotations
@@ -24,6 +26,47 @@ STRATEGIES: Registry[Strategy] = Registry("strategy", "deqbench.strategies")
 
 
 class Strategy:
+    """Base class of every strategy. A subclass that sets ``name`` is registered.
+
+    **Required** (checked when the class is defined; a TypeError names what is wrong):
+
+    - ``name`` (str): the registry name, unique (``deqbench run --strategy NAME``). A class
+      without one is an abstract helper and is neither checked nor registered.
+    - ``supported_queries`` (frozenset of query names, see ``deqbench.QUERIES``): what the
+      strategy can answer; the others are recorded "unsupported".
+    - One method per supported query, named as the query (``forward``, ``jvp``, ``jvp2``,
+      ``grad``, ``pinn_grad``, ``pinn2_grad``, ``hessian``): ``method(self, problem)``
+      returning a dict of tensors with the oracle's keys and shapes (``forward``:
+      ``z_star`` and ``output``; ``jvp``: ``dz_dt``; ``jvp2``: ``d2z_dt2``; ``hessian``:
+      ``d2z_dx2``; the gradients: one entry per name in ``problem.theta``). Inherited
+      methods count (``AutogradStrategy`` defines them all for its subclasses).
+
+    **Optional:**
+
+    - ``exact_queries`` (a subset of ``supported_queries``, default none): the queries whose
+      answers the strategy claims are exact to solver tolerance. Only these can make a run
+      fail; the others are measured and reported, right or wrong, but not promised.
+    - ``backend`` ("torch"), ``description`` (one line for ``deqbench list``).
+    - ``default_f_solver`` / ``default_b_solver`` ("anderson"; any name in
+      ``deqbench.solvers.SOLVERS``): what the forward and the backward (linear or adjoint)
+      solves use unless the user picks a solver.
+    - ``unsupported_reason(self, query, problem)``: override (calling ``super()``) to refuse a
+      supported query on some problems, e.g. one too large for a dense formula; return a
+      one-line reason, or None.
+
+    **Solving.** Run every fixed-point solve through ``self.solve_forward(g, z0)`` (z* of the
+    layer) or ``self.solve_backward(g, z0)`` (any linear or adjoint solve): they use the
+    user's settings and append each solve's :class:`~deqbench.solvers.SolverStats` to
+    ``self.solves``, which :meth:`run` clears before the query and returns with its
+    answer, so that a solve that did not converge is flagged, never silent. Code that must
+    keep the statistics itself (a layer used outside :meth:`run`) calls
+    ``forward_solution`` / ``backward_solution``, which record nothing.
+
+    **Settings** (keyword arguments of the constructor): ``f_solver``/``b_solver``,
+    ``f_tol``/``b_tol`` (None, the default: the tolerance of the problem's dtype,
+    :func:`deqbench.tolerances.solver_tol`), ``f_max_iter``/``b_max_iter``.
+    """
+
     name: ClassVar[str]
     backend: ClassVar[str] = "torch"
     description: ClassVar[str] = ""
@@ -36,10 +79,8 @@ class Strategy:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "name" in cls.__dict__:
-            unknown = (cls.supported_queries | cls.exact_queries) - set(QUERIES)
-            if unknown:
-                raise TypeError(f"{cls.__name__} names unknown queries {sorted(unknown)}")
+        if "name" in cls.__dict__:  # abstract helpers set no name: unchecked, unregistered
+            check_contract(cls)
             STRATEGIES.add(cls)
 
     def __init__(
@@ -76,7 +117,7 @@ class Strategy:
         if reason is not None:
             raise UnsupportedQueryError(reason)
         self.solves = []
-        values = getattr(self, query.replace("-", "_"))(problem)
+        values = getattr(self, query_method(query))(problem)
         return QueryResult(query, values, list(self.solves))
 
     # -------------------------------------------------------------- solving
@@ -147,3 +188,33 @@ def checked_tolerance(name: str, tol: float | None) -> float | None:
 
 def _auto(tol: float | None) -> float | str:
     return "auto" if tol is None else tol
+
+
+# ---------------------------------------------------------------- the contract
+def query_method(query: str) -> str:
+    """The name of the method that answers ``query``."""
+    return query.replace("-", "_")
+
+
+def check_contract(cls: type[Strategy]) -> None:
+    """TypeError, naming the class, if its declarations and its methods disagree."""
+    supported, exact = frozenset(cls.supported_queries), frozenset(cls.exact_queries)
+    unknown = (supported | exact) - set(QUERIES)
+    if unknown:
+        raise TypeError(
+            f"{cls.__name__} names unknown queries {sorted(unknown)}; known: {', '.join(QUERIES)}"
+        )
+    unsupported_exact = exact - supported
+    if unsupported_exact:
+        raise TypeError(
+            f"{cls.__name__} claims exact_queries {sorted(unsupported_exact)} that are not in its "
+            "supported_queries"
+        )
+    missing = [
+        query_method(q)
+        for q in QUERIES
+        if q in supported and not callable(getattr(cls, query_method(q), None))
+    ]
+    if missing:
+        signatures = ", ".join(f"{method}(self, problem)" for method in missing)
+        raise TypeError(f"{cls.__name__} supports queries it has no method for: define {signatures}")
