@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import TIGHT
-
-from deqbench.problems.base import PROBLEMS
-from deqbench.strategies.base import STRATEGIES
+from helpers import TIGHT, registries_isolated
 
 
 @pytest.fixture
@@ -15,8 +12,7 @@ def tight():
 
 
 @pytest.fixture
-def isolated_registries(monkeypatch):
+def isolated_registries():
     """Classes loaded or defined by a test are registered for that test only."""
-    for registry in (STRATEGIES, PROBLEMS):
-        registry.discover()
-        monkeypatch.setattr(registry, "_classes", dict(registry._classes))
+    with registries_isolated():
+        yield

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from functools import cache
+
+import pytest
 
 import deqbench
 
@@ -30,3 +33,17 @@ def wait_until(condition, timeout: float = 120.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def registries_isolated():
+    """Classes a block loads or defines (a strategy file run by path) stay registered only
+    inside it; for module-scoped fixtures, where the `isolated_registries` fixture cannot go."""
+    from deqbench.problems.base import PROBLEMS
+    from deqbench.strategies.base import STRATEGIES
+
+    with pytest.MonkeyPatch.context() as patch:
+        for registry in (STRATEGIES, PROBLEMS):
+            registry.discover()
+            patch.setattr(registry, "_classes", dict(registry._classes))
+        yield

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from helpers import registries_isolated
 
 import deqbench
 from deqbench.harness.cli import main
@@ -42,7 +43,8 @@ def runs(tmp_path_factory):
             out=root / f"k{k}",
             **common,
         )
-    deqbench.run(f"{FAULTY}:Raises", "tanh", "forward", size="m=4", out=root / "faulty", **common)
+    with registries_isolated():  # the faulty strategy is registered for this run only
+        deqbench.run(f"{FAULTY}:Raises", "tanh", "forward", size="m=4", out=root / "faulty", **common)
     return root
 
 
