@@ -430,17 +430,10 @@ def make_settings(**given: Any) -> RunSettings:
     if unknown:
         raise BadInput(f"unknown setting {', '.join(map(repr, unknown))}; accepted: {', '.join(known)}")
     values = {**defaults(), **{k: v for k, v in given.items() if v is not None}}
-    parsed = {}
-    for name, opt in known.items():
-        value = values[name]
-        parsed[name] = None if value is None and name in OPTIONAL else opt.parse(value, opt.flag)
-    settings = RunSettings(**parsed)
+    # Every parser of a setting whose default is None takes None as "derive it".
+    settings = RunSettings(**{name: opt.parse(values[name], opt.flag) for name, opt in known.items()})
     check_sizes(settings)
     return settings
-
-
-#: Settings whose None means "derive it" (from --quick, the dtype, the strategy, the machine).
-OPTIONAL = {f.name for f in fields(RunSettings) if f.default is None}
 
 
 # ------------------------------------------------------------------- sizes
