@@ -12,8 +12,16 @@ A problem instance holds everything a query needs:
 - ``physics2_loss(theta, x, z, dz, d2z)``: a scalar loss on the derivatives along ``"x"``
   (``pinn2_grad``).
 
-A problem without a physics loss simply does not exercise the queries that need one. The
-contract a subclass implements is :class:`Problem`'s docstring; defining a class that
+A problem without a physics loss simply does not exercise the queries that need one.
+
+**One definition, two frameworks.** Write the equations (``f``, ``output``, the losses)
+against ``self.xp``, the array namespace of the instance's backend (``torch``, or
+``jax.numpy`` on the copy :meth:`Problem.for_backend` makes), and declare
+``backends = ("torch", "jax")``. The numbers are drawn once, in torch, in ``build``; the JAX
+copy holds the same numbers converted. A problem that calls torch directly keeps the default
+``backends = ("torch",)`` and is listed as unavailable to JAX strategies, with the reason.
+
+The contract a subclass implements is :class:`Problem`'s docstring; defining a class that
 breaks it is a TypeError at once.
 """
 
@@ -25,6 +33,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from deqbench import backends as array_backends
 from deqbench.queries import QUERIES
 from deqbench.registry import Registry
 
@@ -55,6 +64,9 @@ class Problem:
     **Optional:**
 
     - ``description``: one line for ``deqbench list``.
+    - ``backends`` (``("torch",)``): the frameworks the equations run under. Add ``"jax"``
+      only if ``f``, ``output`` and the losses use ``self.xp`` and nothing torch-specific
+      (the test suite checks that both give the same values).
     - ``data_loss(theta, x, z)`` (default: half the mean squared ``output``) for ``grad``;
       ``output(theta, z)`` (default: z itself), the model's head.
     - ``physics_loss(theta, x, z, dz)`` and ``physics2_loss(theta, x, z, dz, d2z)`` (default:
@@ -73,6 +85,11 @@ class Problem:
     presets: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
     #: The `hessian` query builds a (batch, m, n, n) tensor: only for inputs this small.
     hessian_max_n: ClassVar[int] = 8
+    #: The frameworks whose arrays f, output and the losses accept (through ``self.xp``).
+    backends: ClassVar[tuple[str, ...]] = ("torch",)
+    #: The array namespace the equations call: torch here, jax.numpy on a JAX copy.
+    xp: Any = torch
+    backend: str = "torch"
 
     theta: Theta
     x: torch.Tensor
@@ -131,7 +148,7 @@ class Problem:
 
     def data_loss(self, theta: Theta, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Default: half the mean squared model output."""
-        return 0.5 * self.output(theta, z).square().mean()
+        return 0.5 * self.xp.mean(self.output(theta, z) ** 2)
 
     def output(self, theta: Theta, z: torch.Tensor) -> torch.Tensor:
         """The model output built on z* (a head); the identity by default."""
@@ -144,6 +161,11 @@ class Problem:
         """A closed-form answer for a query, where the problem has one."""
         return None
 
+    # ------------------------------------------------------------- helpers
+    def mean_square(self, residual):
+        """The mean over samples of a (batch, k) residual's squared norm, in ``self.xp``."""
+        return self.xp.mean(self.xp.sum(residual**2, axis=1))
+
     # ------------------------------------------------------------- derived
     def tensor(self, data, **kwargs) -> torch.Tensor:
         return torch.as_tensor(data, dtype=self.dtype, device=self.device, **kwargs)
@@ -153,8 +175,15 @@ class Problem:
         sample = torch.randn(*shape, generator=generator, dtype=torch.float64)
         return sample.to(dtype=self.dtype, device=self.device)
 
-    def z_init(self) -> torch.Tensor:
-        return torch.zeros(self.batch, self.m, dtype=self.dtype, device=self.device)
+    def z_init(self):
+        """The solvers' starting point, zeros (batch, m), in the instance's backend."""
+        return self.on_backend(torch.zeros(self.batch, self.m, dtype=self.dtype, device=self.device))
+
+    def on_backend(self, tensor: torch.Tensor):
+        """A torch tensor as an array of this instance's backend (itself under torch)."""
+        if self.backend == "torch":
+            return tensor
+        return array_backends.to_jax(tensor, self.device)
 
     @property
     def batch(self) -> int:
@@ -175,6 +204,41 @@ class Problem:
             return self.directions.get("x", self.directions["t"])
         return self.directions["t"]
 
+    def backend_unavailable_reason(self, backend: str) -> str | None:
+        """Why this problem cannot run under ``backend``, or None if it can."""
+        array_backends.check_backend(backend)
+        if backend not in self.backends:
+            return (
+                f"problem {self.name!r} runs under {', '.join(self.backends)} only: its equations do not "
+                f"declare {backend!r} in `backends` (write them against `self.xp` to add it)"
+            )
+        if backend == "jax":
+            return array_backends.jax_unavailable_reason()
+        return None
+
+    def for_backend(self, backend: str):
+        """This instance for ``backend``: itself for torch; for JAX a copy whose every tensor
+        attribute (and dict of tensors) is a JAX array on the matching device, holding the same
+        numbers, with ``xp`` = ``jax.numpy``."""
+        if backend == self.backend:
+            return self
+        copies = self.__dict__.setdefault("_backend_copies", {})
+        if backend not in copies:  # converted once: a strategy compiles once per instance
+            copies[backend] = self._converted(backend)
+        return copies[backend]
+
+    def _converted(self, backend: str):
+        reason = self.backend_unavailable_reason(backend)
+        if reason is not None:
+            raise ValueError(reason)
+        if self.backend != "torch":
+            raise ValueError(f"only a torch instance converts to another backend, not a {self.backend} one")
+        clone = copy.copy(self)
+        state = {k: v for k, v in self.__dict__.items() if k != "_backend_copies"}
+        clone.__dict__ = {k: array_backends.to_jax(v, self.device) for k, v in state.items()}
+        clone.xp, clone.backend = array_backends.namespace(backend), backend
+        return clone
+
     def unsupported_reason(self, query: str) -> str | None:
         """Why this problem cannot pose a query, or None if it can."""
         if query == "pinn_grad" and self.physics_loss is None:
@@ -186,7 +250,9 @@ class Problem:
         return None
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
-        """A copy with every tensor attribute (and dict of tensors) moved and cast."""
+        """A copy with every tensor attribute (and dict of tensors) moved and cast (torch)."""
+        if self.backend != "torch":
+            raise ValueError("Problem.to() moves torch instances; build a JAX one with for_backend('jax')")
         device = self.device if device is None else torch.device(device)
         dtype = self.dtype if dtype is None else dtype
 
@@ -198,7 +264,8 @@ class Problem:
             return value
 
         clone = copy.copy(self)
-        clone.__dict__.update({k: convert(v) for k, v in self.__dict__.items()})
+        # the JAX copies belong to this instance's numbers, not to the moved ones
+        clone.__dict__ = {k: convert(v) for k, v in self.__dict__.items() if k != "_backend_copies"}
         clone.device, clone.dtype = device, dtype
         return clone
 
@@ -250,7 +317,7 @@ class FunctionProblem(Problem):
         self.name = name  # instance attribute: a function problem is never registered
         self.preset, self.size, self.seed = "custom", {"m": m}, 0
         self.dtype, self.device = x.dtype, x.device
-        self._f, self._m = f, m
+        self._f, self._m = f, m  # a user's torch functions: torch only (the default `backends`)
         self.theta, self.x = dict(theta), x
         if directions is None:
             e = torch.zeros(x.shape[1], dtype=x.dtype, device=x.device)

@@ -19,6 +19,7 @@ from deqbench.problems.tanh import spectral_scaled
 class Planted(Problem):
     name = "planted"
     description = "planted fixed point z* = tanh(C x + c) of a contractive layer with non-zero curvature"
+    backends = ("torch", "jax")
     presets = {
         "quick": {"m": 8, "n": 3, "batch": 4, "rho": 0.8},
         "default": {"m": 32, "n": 4, "batch": 16, "rho": 0.8},
@@ -39,22 +40,22 @@ class Planted(Problem):
     # ----------------------------------------------------------------- layer
     def planted(self, theta, x):
         """h(x) = tanh(C x + c): the fixed point, by construction."""
-        return torch.tanh(x @ theta["C"].T + theta["c"])
+        return self.xp.tanh(x @ theta["C"].T + theta["c"])
 
     def f(self, theta, x, z):
         h = self.planted(theta, x)
         shift = x @ theta["D"].T
-        return h + (torch.tanh(z + shift) - torch.tanh(h + shift)) @ theta["A"].T
+        return h + (self.xp.tanh(z + shift) - self.xp.tanh(h + shift)) @ theta["A"].T
 
     # ---------------------------------------------------------------- losses
     def data_loss(self, theta, x, z):
-        return 0.5 * (z - self.target).square().sum(dim=1).mean()
+        return 0.5 * self.mean_square(z - self.target)
 
     def physics_loss(self, theta, x, z, dz):
-        return (dz + z).square().sum(dim=1).mean()
+        return self.mean_square(dz + z)
 
     def physics2_loss(self, theta, x, z, dz, d2z):
-        return (d2z + 0.5 * dz + z).square().sum(dim=1).mean()
+        return self.mean_square(d2z + 0.5 * dz + z)
 
     # ------------------------------------------------------------ closed form
     def planted_derivatives(self, theta, e):

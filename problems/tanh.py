@@ -17,6 +17,7 @@ def spectral_scaled(matrix: torch.Tensor, rho: float) -> torch.Tensor:
 class TanhDEQ(Problem):
     name = "tanh"
     description = "random contractive z = tanh(W z + U x + b); toy ODE/PDE residuals"
+    backends = ("torch", "jax")
     presets = {
         "quick": {"m": 8, "n": 3, "batch": 4, "rho": 0.8},
         "default": {"m": 32, "n": 4, "batch": 16, "rho": 0.8},
@@ -35,13 +36,13 @@ class TanhDEQ(Problem):
         self.directions = {"t": eye[0], "x": eye[-1]}
 
     def f(self, theta, x, z):
-        return torch.tanh(z @ theta["W"].T + x @ theta["U"].T + theta["b"])
+        return self.xp.tanh(z @ theta["W"].T + x @ theta["U"].T + theta["b"])
 
     def data_loss(self, theta, x, z):
-        return 0.5 * (z - self.target).square().sum(dim=1).mean()
+        return 0.5 * self.mean_square(z - self.target)
 
     def physics_loss(self, theta, x, z, dz):
-        return (dz + z).square().sum(dim=1).mean()
+        return self.mean_square(dz + z)
 
     def physics2_loss(self, theta, x, z, dz, d2z):
-        return (d2z + z).square().sum(dim=1).mean()
+        return self.mean_square(d2z + z)

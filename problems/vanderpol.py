@@ -19,6 +19,7 @@ from deqbench.problems.tanh import spectral_scaled
 class VanDerPol(Problem):
     name = "vanderpol"
     description = "PIDEQ on the Van der Pol oscillator (mu=1, t in [0, 2], y0=(0, 0.1))"
+    backends = ("torch", "jax")
     presets = {
         "quick": {"m": 8, "batch": 8, "rho": 0.8, "mu": 1.0},
         "default": {"m": 32, "batch": 32, "rho": 0.8, "mu": 1.0},
@@ -41,7 +42,7 @@ class VanDerPol(Problem):
         self.trajectory = self.solve_ode()
 
     def f(self, theta, x, z):
-        return torch.tanh(x @ theta["A"].T + z @ theta["B"].T + theta["b"])
+        return self.xp.tanh(x @ theta["A"].T + z @ theta["B"].T + theta["b"])
 
     def output(self, theta, z):
         return z @ theta["C"].T + theta["c"]
@@ -64,16 +65,16 @@ class VanDerPol(Problem):
         return self.tensor(solution.y.T)
 
     def data_loss(self, theta, x, z):
-        return (self.output(theta, z) - self.trajectory).square().sum(dim=1).mean()
+        return self.mean_square(self.output(theta, z) - self.trajectory)
 
     def physics_loss(self, theta, x, z, dz):
         y, dy = self.output(theta, z), dz @ theta["C"].T
         r1 = dy[:, 0] - y[:, 1]
         r2 = dy[:, 1] - self.mu * (1 - y[:, 0] ** 2) * y[:, 1] + y[:, 0]
-        return (r1.square() + r2.square()).mean()
+        return self.xp.mean(r1**2 + r2**2)
 
     def physics2_loss(self, theta, x, z, dz, d2z):
         y1 = self.output(theta, z)[:, 0]
         dy1 = dz @ theta["C"][0]
         d2y1 = d2z @ theta["C"][0]
-        return (d2y1 - self.mu * (1 - y1**2) * dy1 + y1).square().mean()
+        return self.xp.mean((d2y1 - self.mu * (1 - y1**2) * dy1 + y1) ** 2)

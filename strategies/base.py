@@ -109,7 +109,7 @@ class Strategy:
         check_query_name(query)
         if query not in self.supported_queries:
             return f"strategy {self.name!r} does not support query {query!r}"
-        return problem.unsupported_reason(query)
+        return problem.backend_unavailable_reason(self.backend) or problem.unsupported_reason(query)
 
     def run(self, query: str, problem: Problem) -> QueryResult:
         """Answer one query on one problem instance."""
