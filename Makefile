@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint clean ratios asv-machine asv-run asv-publish asv-compare asv-continuous
+.PHONY: setup run test lint clean ratios bench-jax asv-machine asv-run asv-publish asv-compare asv-continuous
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,16 @@ ratios: setup
 	$(BIN)/deqbench run -s analytic,unrolled,iterative-backward -p tanh -q pinn_grad \
 	  --size large --f-tol 1e-10 --b-tol 1e-10 --threads 1 --out $(RATIOS_DIR)
 	$(BIN)/python -m deqbench.harness.ratios $(RATIOS_DIR)
+
+# The JAX backend's benchmark: jax-analytic and jax-implicit against torch analytic on grad
+# and pinn_grad (tanh m=256, batch 128, float64, tolerances 1e-10, one thread): median time
+# without compilation, compile time, peak memory, XLA's temp buffers. One run.
+JAX_BENCH_DIR ?= results/jax-m256
+bench-jax: setup
+	rm -rf $(JAX_BENCH_DIR)
+	$(BIN)/deqbench run -s analytic,jax-analytic,jax-implicit -p tanh -q grad,pinn_grad \
+	  --size large --f-tol 1e-10 --b-tol 1e-10 --threads 1 --out $(JAX_BENCH_DIR)
+	$(BIN)/python -m deqbench.harness.ratios $(JAX_BENCH_DIR)
 
 # --- asv (docs/asv.md) ---------------------------------------------------------------
 # The suite (benchmarks/) runs against the project as installed in $(VENV): --python=same.

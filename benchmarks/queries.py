@@ -66,7 +66,26 @@ class QueryAccuracy:
     track_relative_error.unit = "relative error"
 
 
+class QueryCompileTime(MatrixBenchmark):
+    def setup(self, strategy, problem, query):
+        super().setup(strategy, problem, query)
+        if self.cell.backend == "torch":
+            raise NotImplementedError("torch strategies compile nothing")
+
+    def track_compile_time(self, strategy, problem, query):
+        """Seconds to lower and compile the query for the instance (JAX strategies): a cost of
+        its own, left out of every timed run."""
+        return self.cell.strategy.compile(query, self.cell.problem).seconds
+
+    track_compile_time.unit = "seconds"
+
+
 class QuerySavedTensors(MatrixBenchmark):
+    def setup(self, strategy, problem, query):
+        super().setup(strategy, problem, query)
+        if self.cell.backend != "torch":
+            raise NotImplementedError("no autograd graph: saved tensors are a torch measure")
+
     def track_saved_tensor_bytes(self, strategy, problem, query):
         """Peak bytes autograd holds for backward during the query (each storage once).
 

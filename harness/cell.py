@@ -8,6 +8,7 @@ worker measures and what the asv suite times: ``run()`` answers the query once.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,9 +75,21 @@ class PreparedCell:
     problem: Problem
     warmed_up: bool = False
 
+    compile_seconds: float = math.nan  # JAX: lowering and compiling the query; NaN for torch
+    compiled_memory: dict[str, float] = field(default_factory=dict)  # XLA's memory_analysis()
+
     @classmethod
     def build(cls, spec: CellSpec) -> PreparedCell:
-        return cls(spec, build_strategy(spec), build_problem(spec))
+        """The strategy and the problem instance in the strategy's framework (the same
+        numbers: a JAX instance is the torch one converted)."""
+        strategy, problem = build_strategy(spec), build_problem(spec)
+        if problem.backend_unavailable_reason(strategy.backend) is None:
+            problem = problem.for_backend(strategy.backend)
+        return cls(spec, strategy, problem)
+
+    @property
+    def backend(self) -> str:
+        return self.strategy.backend
 
     @property
     def query(self) -> str:
@@ -86,14 +99,23 @@ class PreparedCell:
         return self.strategy.unsupported_reason(self.query, self.problem)
 
     def run(self) -> QueryResult:
-        """Answer the query once; on CUDA the query ends when its kernels do."""
+        """Answer the query once; on CUDA the query ends when its kernels do (a JAX strategy's
+        run returns only once its computation is ready)."""
         result = self.strategy.run(self.query, self.problem)
         synchronize(self.problem.device)
         return result
 
+    def compile(self) -> None:
+        """Compile the query where the strategy compiles (JAX), timed apart from every run."""
+        compile_query = getattr(self.strategy, "compile", None)
+        if compile_query is not None and math.isnan(self.compile_seconds):
+            info = compile_query(self.query, self.problem)
+            self.compile_seconds, self.compiled_memory = info.seconds, dict(info.memory)
+
     def warm_up(self) -> None:
-        """The spec's warm-up runs, once: the first run pays torch's lazy initialisation and
-        first allocations, which no measurement must include."""
+        """Compile, then the spec's warm-up runs, once: the first run pays lazy initialisation
+        and first allocations, which no measurement must include."""
+        self.compile()
         if not self.warmed_up:
             for _ in range(self.spec.warmup):
                 self.run()
@@ -107,7 +129,7 @@ class PreparedCell:
 
     def memory_run(self):
         """(result, peak meter): one run under the device's peak-memory meter."""
-        with peak_memory(self.problem.device) as peak:
+        with peak_memory(self.problem.device, self.backend) as peak:
             result = self.run()
         return result, peak
 
@@ -117,8 +139,10 @@ class PreparedCell:
         A run of its own: the saved-tensor hooks keep a Python wrapper per saved tensor and
         change what torch.func allocates, which would show in the peak (4 MiB on analytic's
         pinn_grad at the quick size, against 16 KiB without them). Some torch.func
-        transforms refuse the hooks: NaN then.
+        transforms refuse the hooks: NaN then, and for JAX strategies (no autograd graph).
         """
+        if self.backend != "torch":
+            return float("nan")
         try:
             with saved_tensor_bytes() as saved:
                 self.run()

@@ -26,7 +26,7 @@ from deqbench.harness.results import Metric
 from deqbench.harness.server import Stopped, deadline_after, run_job, worker_server
 from deqbench.harness.settings import RunSettings
 from deqbench.harness.status import Status
-from deqbench.harness.verdicts import OracleJob, Verdict, judge, needs_fresh_oracle
+from deqbench.harness.verdicts import OracleJob, Verdict, judge, judge_against, stale_oracles
 
 #: oracle_answer's default: the cache folder this process's environment names now.
 LOCAL = object()
@@ -42,11 +42,12 @@ class CellContext:
     memory_cap: int | None
 
 
-def run_cell(planned: PlannedCell, context: CellContext, log_path: str | None, oracle=None) -> pd.DataFrame:
+def run_cell(planned: PlannedCell, context: CellContext, log_path: str | None, oracles=None) -> pd.DataFrame:
     """One cell's rows: unsupported at once, or measured and verified in worker processes.
 
-    ``oracle``: the oracle's answer when an executor computed it once for every cell of the
-    instance (a Dask run); None to compute it here, under the cell's deadline.
+    ``oracles``: framework -> the oracle's answer, when an executor computed them once for
+    every cell of the instance (a Dask run); None to compute them here, under the cell's
+    deadline.
     """
     settings = context.settings
     start = time.perf_counter()
@@ -54,7 +55,7 @@ def run_cell(planned: PlannedCell, context: CellContext, log_path: str | None, o
         measurement = Measurement(Status.UNSUPPORTED, planned.cell.unsupported)
         verdict = judge(measurement, None, settings.verify_tol)
     else:
-        measurement, verdict = measure_and_judge(planned, settings, context.memory_cap, log_path, oracle)
+        measurement, verdict = measure_and_judge(planned, settings, context.memory_cap, log_path, oracles)
     metrics = [*verdict.metrics, Metric("cell_wall_time", time.perf_counter() - start, "s")]
     if measurement.status == MEASURED:
         metrics.append(Metric("warmup", settings.warmup_runs, "count"))
@@ -65,30 +66,49 @@ def run_cell(planned: PlannedCell, context: CellContext, log_path: str | None, o
 
 
 def measure_and_judge(
-    planned: PlannedCell, settings: RunSettings, memory_cap: int | None, log_path: str | None, oracle=None
+    planned: PlannedCell, settings: RunSettings, memory_cap: int | None, log_path: str | None, oracles=None
 ) -> tuple[Measurement, Verdict]:
-    """Measure, ask the oracle, judge; a claimed-exact cell about to be called wrong on a
-    cached oracle answer is judged again against a freshly computed one."""
+    """Measure, ask the oracles, judge; a claimed-exact cell about to be called wrong on a
+    cached oracle answer is judged again against freshly computed ones."""
     worker_server()  # started (once, seconds) before the cell's clock starts
     deadline = deadline_after(settings.timeout)
     measurement = as_measurement(run_job(MeasureJob(planned.spec), deadline, memory_cap, log_path), settings)
-    if measurement.status == MEASURED and oracle is None:
-        oracle = oracle_answer(planned, settings, deadline, memory_cap, log_path)
-    verdict = judge(measurement, oracle, settings.verify_tol)
-    if needs_fresh_oracle(verdict, oracle, planned.cell.expected_exact):
-        fresh = oracle_answer(planned, settings, deadline, memory_cap, log_path, refresh=True)
-        verdict = judge(measurement, fresh, settings.verify_tol)
+    if measurement.status != MEASURED:
+        return measurement, judge(measurement, None, settings.verify_tol)
+    if oracles is None:
+        oracles = oracle_answers(planned, settings, deadline, memory_cap, log_path)
+    verdict = judge_against(measurement, oracles, settings.verify_tol)
+    stale = stale_oracles(verdict, oracles, planned.cell.expected_exact)
+    if stale:
+        fresh = oracle_answers(
+            planned, settings, deadline, memory_cap, log_path, refresh=True, frameworks=stale
+        )
+        verdict = judge_against(measurement, {**oracles, **fresh}, settings.verify_tol)
     return measurement, verdict
 
 
-def oracle_answer(planned, settings, deadline, memory_cap, log_path, refresh=False, cache_dir=LOCAL):
-    """The oracle's answer to a cell's query, in a worker process: an OracleResult or Stopped.
+def oracle_answers(
+    planned, settings, deadline, memory_cap, log_path, refresh=False, frameworks=None, cache_dir=LOCAL
+):
+    """framework -> the oracle's answer to a cell's query, for each of the run's oracles
+    (or ``frameworks``), each in a worker process: an OracleResult or Stopped."""
+    frameworks = settings.oracle_frameworks if frameworks is None else frameworks
+    return {
+        name: oracle_answer(planned, settings, deadline, memory_cap, log_path, refresh, cache_dir, name)
+        for name in frameworks
+    }
+
+
+def oracle_answer(
+    planned, settings, deadline, memory_cap, log_path, refresh=False, cache_dir=LOCAL, framework="torch"
+):
+    """One oracle's answer to a cell's query, in a worker process: an OracleResult or Stopped.
 
     ``cache_dir``: the oracle cache to use; by default this process's (its environment now).
     """
     if cache_dir is LOCAL:
         cache_dir = str(default_cache_dir())
-    job = OracleJob(planned.spec, refresh=refresh, cache_dir=cache_dir)
+    job = OracleJob(planned.spec, refresh=refresh, cache_dir=cache_dir, framework=framework)
     outcome = run_job(job, deadline, memory_cap, log_path)
     job.pass_on_warnings(outcome)
     return stopped_with_reason(outcome, settings)
@@ -122,6 +142,7 @@ def cell_identity(
         "run_id": run_id,
         "cell": planned.cell.id,
         "strategy": planned.cell.strategy,
+        "backend": strategy_cls.backend,
         "problem": planned.cell.problem,
         "query": planned.cell.query,
         "preset": settings.preset,
@@ -131,6 +152,7 @@ def cell_identity(
         "status": str(verdict.status),
         "expected_exact": planned.cell.expected_exact,
         "message": verdict.message,
+        "oracle": settings.oracle,
         "oracle_method": verdict.oracle_method,
         "tol": settings.verify_tol,
         "f_solver": solver.get("f_solver", strategy_cls.default_f_solver),

@@ -202,6 +202,7 @@ def interrupt_on_termination() -> None:
 @main.command("list")
 def list_command() -> None:
     """Strategies (backend, queries), problems (sizes, directions, queries) and queries."""
+    from deqbench.backends import jax_unavailable_reason
     from deqbench.harness.matrix import problem_names, strategy_names
     from deqbench.problems.base import PROBLEMS, supported_queries
     from deqbench.queries import QUERIES
@@ -216,18 +217,24 @@ def list_command() -> None:
         supported = [q for q in QUERIES if q in cls.supported_queries]
         exact = [q for q in QUERIES if q in cls.exact_queries]
         exact_text = "all supported" if exact == supported else ", ".join(exact) or "none"
-        strategies.add_row(name, cls.backend, ", ".join(supported), exact_text, cls.description)
+        backend = cls.backend
+        if backend == "jax" and jax_unavailable_reason() is not None:
+            backend += f" (unavailable: {jax_unavailable_reason()})"
+        strategies.add_row(name, backend, ", ".join(supported), exact_text, cls.description)
     console.print(strategies)
 
     problems = Table(title="problems", title_justify="left")
-    for column in ("name", "sizes", "directions", "queries (quick)", "description"):
+    for column in ("name", "sizes", "backends", "directions", "queries (quick)", "description"):
         problems.add_column(column)
     for name in problem_names():
         cls = PROBLEMS.get(name)
         sizes = "\n".join(f"{preset}: {results.format_size(knobs)}" for preset, knobs in cls.presets.items())
         instance = cls("quick" if "quick" in cls.presets else next(iter(cls.presets)))
         directions = ", ".join(instance.directions)
-        problems.add_row(name, sizes, directions, ", ".join(supported_queries(instance)), cls.description)
+        backends = ", ".join(cls.backends)
+        problems.add_row(
+            name, sizes, backends, directions, ", ".join(supported_queries(instance)), cls.description
+        )
     console.print(problems)
 
     queries = Table(title="queries", title_justify="left")

@@ -26,7 +26,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from deqbench.harness.cell_run import CellContext, oracle_answer, run_cell, stopped_cell_rows
+from deqbench.harness.cell_run import CellContext, oracle_answers, run_cell, stopped_cell_rows
 from deqbench.harness.matrix import PlannedCell
 from deqbench.harness.measure import one_line
 from deqbench.harness.server import deadline_after, worker_server
@@ -38,10 +38,10 @@ ALLOWED_FAILURES = 1
 
 
 def oracle_task(planned: PlannedCell, context: CellContext):
-    """On a Dask worker: the oracle's answer for a cell's instance and query."""
+    """On a Dask worker: every oracle's answer for a cell's instance and query."""
     worker_server()
     deadline = deadline_after(context.settings.timeout)
-    return oracle_answer(planned, context.settings, deadline, local_memory_cap(context), None)
+    return oracle_answers(planned, context.settings, deadline, local_memory_cap(context), None)
 
 
 def cell_task(planned: PlannedCell, context: CellContext, oracle) -> tuple:

@@ -8,8 +8,10 @@ autograd saves, and ``repeats`` timed runs. It never writes results; the parent 
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
+import sys
 import traceback
 import warnings
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from deqbench.backends import to_numpy
 from deqbench.harness.cell import CellSpec, PreparedCell
 from deqbench.harness.memory import pin_malloc_thresholds
 from deqbench.harness.status import Status
@@ -40,6 +43,8 @@ class Measurement:
     saved_bytes: float = float("nan")
     threads: int = 0
     device_name: str = ""
+    compile_seconds: float = float("nan")  # JAX strategies: lowering + XLA compilation
+    compiled_memory: dict[str, float] = field(default_factory=dict)  # XLA memory_analysis, bytes
 
     @property
     def time_median(self) -> float:
@@ -70,6 +75,7 @@ def measure(spec: CellSpec) -> Measurement:
     """Build, warm up, measure memory (and keep that answer), then time ``repeats`` runs."""
     if spec.threads:
         torch.set_num_threads(spec.threads)
+    configure_xla(spec.threads)
     pin_malloc_thresholds()
     cell = PreparedCell.build(spec)
     reason = cell.unsupported_reason()
@@ -81,7 +87,7 @@ def measure(spec: CellSpec) -> Measurement:
     times = [cell.timed_run() for _ in range(spec.repeats)]
     return Measurement(
         MEASURED,
-        values={k: v.detach().to("cpu", torch.float64).numpy() for k, v in result.values.items()},
+        values={k: to_numpy(v) for k, v in result.values.items()},
         solver_totals={k: float(v) for k, v in result.solver_totals().items()},
         times=times,
         memory_metric=peak.metric,
@@ -89,7 +95,23 @@ def measure(spec: CellSpec) -> Measurement:
         saved_bytes=saved,
         threads=torch.get_num_threads(),
         device_name=device_name(cell.problem.device),
+        compile_seconds=cell.compile_seconds,
+        compiled_memory=cell.compiled_memory,
     )
+
+
+def configure_xla(threads: int | None) -> None:
+    """XLA settings for a worker, before any JAX import (the worker is a fresh fork of a
+    server that never imports JAX): no GPU preallocation, so that peak memory is what a
+    cell uses; and XLA's CPU code on one thread when ``--threads 1`` asks for it. XLA has
+    no flag for other counts: they are recorded, and XLA uses its own thread pool."""
+    if "jax" in sys.modules:
+        return
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if threads == 1:
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "xla_cpu_multi_thread_eigen" not in flags:
+            os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
 
 
 def one_line(error: BaseException) -> str:
@@ -101,7 +123,8 @@ def is_out_of_memory(error: BaseException) -> bool:
     """CUDA's OutOfMemoryError, Python's MemoryError, or torch's CPU allocator giving up
     (a plain RuntimeError: "DefaultCPUAllocator: can't allocate memory")."""
     oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None), MemoryError) if t is not None)
-    return isinstance(error, oom_types) or "can't allocate memory" in str(error)
+    text = str(error)
+    return isinstance(error, oom_types) or "can't allocate memory" in text or "RESOURCE_EXHAUSTED" in text
 
 
 def failure_status(error: BaseException) -> Status:

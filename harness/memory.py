@@ -255,7 +255,37 @@ class CudaPeak:
         self.peak_bytes = max(0, torch.cuda.max_memory_allocated(self.device) - self.baseline_bytes)
 
 
-def peak_memory(device: torch.device | str) -> PeakRSS | CudaPeak:
-    """The peak-memory meter for a device: resident set on CPU, allocator peak on CUDA."""
+class JaxGpuPeak:
+    """Peak bytes XLA's GPU allocator held over the bytes in use at entry.
+
+    XLA's peak cannot be reset; in a cell's own process, after warm-up runs identical to
+    the measured one, the peak so far is the peak of one run. (The worker sets
+    XLA_PYTHON_CLIENT_PREALLOCATE=false, so the allocator holds what is used.)
+    """
+
+    metric = "jax_gpu_peak_bytes"
+    method = "memory_stats peak_bytes_in_use"
+
+    def __init__(self) -> None:
+        from deqbench.backends import jax_device
+
+        self.device = jax_device("cuda")
+        self.baseline_bytes = 0
+        self.peak_bytes = 0
+
+    def __enter__(self) -> JaxGpuPeak:
+        self.baseline_bytes = self.device.memory_stats().get("bytes_in_use", 0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        peak = self.device.memory_stats().get("peak_bytes_in_use", 0)
+        self.peak_bytes = max(0, peak - self.baseline_bytes)
+
+
+def peak_memory(device: torch.device | str, backend: str = "torch") -> PeakRSS | CudaPeak | JaxGpuPeak:
+    """The peak-memory meter for a device: resident set on CPU, the framework's allocator
+    peak on CUDA."""
     device = torch.device(device)
-    return CudaPeak(device) if device.type == "cuda" else PeakRSS()
+    if device.type != "cuda":
+        return PeakRSS()
+    return JaxGpuPeak() if backend == "jax" else CudaPeak(device)

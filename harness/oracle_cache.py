@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import re
 import warnings
@@ -40,6 +41,7 @@ from typing import Any
 
 import torch
 
+from deqbench.backends import jax_versions
 from deqbench.harness.files import write_atomically
 from deqbench.harness.oracle import ORACLE_VERSION, OracleAnswer, oracle, single_threaded
 from deqbench.problems.base import Problem
@@ -190,7 +192,21 @@ def hash_loss_probes(
             hasher.value(f"physics2_loss{index}", probe_value(problem.physics2_loss, theta, x, z, dz, d2z))
 
 
-def fingerprint(problem: Problem, query: str) -> str:
+def oracle_for(framework: str) -> tuple[Callable[[Problem, str], OracleAnswer], str]:
+    """The oracle function of a framework and the version of its method (part of the key).
+
+    The JAX oracle's module imports JAX only when it computes, so naming it costs nothing.
+    """
+    if framework == "torch":
+        return oracle, ORACLE_VERSION
+    if framework == "jax":
+        from deqbench.harness import oracle_jax
+
+        return oracle_jax.oracle, f"jax-{oracle_jax.ORACLE_VERSION}"
+    raise ValueError(f"unknown oracle framework {framework!r}; known: torch, jax")
+
+
+def fingerprint(problem: Problem, query: str, framework: str = "torch") -> str:
     """sha256 (hex) of everything that determines the oracle's answer to ``query``.
 
     Computed on ``problem.to("cpu", torch.float64)``, exactly what the oracle computes on,
@@ -199,8 +215,10 @@ def fingerprint(problem: Problem, query: str) -> str:
     """
     hasher = NumberHasher()
     hasher.text("query", query)
-    hasher.text("oracle_version", ORACLE_VERSION)
+    hasher.text("oracle_version", oracle_for(framework)[1])
     hasher.text("torch", torch.__version__)
+    if framework != "torch":
+        hasher.text("framework", json.dumps(jax_versions(), sort_keys=True))
     hasher.text("dtype", str(problem.dtype))
     hasher.text("m", probe_value(lambda: problem.m))
     hasher.text("unsupported", probe_value(problem.unsupported_reason, query))
@@ -345,20 +363,26 @@ class OracleCache:
         self.misses = 0
         self.refreshes = 0
 
-    def entry_path(self, problem: Problem, query: str, key: str | None = None) -> Path:
+    def entry_path(
+        self, problem: Problem, query: str, key: str | None = None, framework: str = "torch"
+    ) -> Path:
         """Where the answer to ``query`` on ``problem`` is kept (``key``: its fingerprint)."""
-        key = fingerprint(problem, query) if key is None else key
+        key = fingerprint(problem, query, framework) if key is None else key
         return self.directory / folder_name(str(problem.name)) / f"{query}-{key}.pt"
 
-    def answer(self, problem: Problem, query: str, *, refresh: bool = False) -> OracleAnswer:
+    def answer(
+        self, problem: Problem, query: str, *, refresh: bool = False, framework: str = "torch"
+    ) -> OracleAnswer:
         """The oracle's answer: from a sound entry (``cached=True``), else computed and stored.
 
         ``refresh=True`` always recomputes and replaces the entry: what the runner does before
         a cached answer would make a claimed-exact cell wrong. Errors of the oracle itself
         (an unsupported query, no attracting fixed point) propagate; a bad entry never does.
+        ``framework``: whose oracle, torch's or the independent JAX one (own entries).
         """
         check_query_name(query)  # before the name becomes part of a path
-        key = fingerprint(problem, query)
+        compute, _ = oracle_for(framework)
+        key = fingerprint(problem, query, framework)
         path = self.entry_path(problem, query, key)
         if refresh:
             self.refreshes += 1
@@ -368,14 +392,14 @@ class OracleCache:
                 self.hits += 1
                 return answer_from_payload(payload)
             self.misses += 1
-        answer = oracle(problem, query)
+        answer = compute(problem, query)
         self._store(path, entry_payload(key, query, str(problem.name), answer))
         return answer
 
-    def store(self, problem: Problem, query: str, answer: OracleAnswer) -> Path:
+    def store(self, problem: Problem, query: str, answer: OracleAnswer, framework: str = "torch") -> Path:
         """Keep ``answer`` as the entry for (problem, query), replacing any; returns its path."""
         check_query_name(query)
-        key = fingerprint(problem, query)
+        key = fingerprint(problem, query, framework)
         path = self.entry_path(problem, query, key)
         self._store(path, entry_payload(key, query, str(problem.name), answer))
         return path

@@ -13,7 +13,15 @@ import pandas as pd
 
 from deqbench.harness.run_folder import RunFolder
 
-METRICS = ("time_median", "peak_rss_bytes", "cuda_peak_bytes", "saved_tensor_bytes")
+METRICS = (
+    "time_median",
+    "compile_time",
+    "peak_rss_bytes",
+    "cuda_peak_bytes",
+    "jax_gpu_peak_bytes",
+    "xla_temp_size_in_bytes",
+    "saved_tensor_bytes",
+)
 
 
 def ratio_table(rows: pd.DataFrame, reference: str = "analytic") -> pd.DataFrame:

@@ -29,6 +29,7 @@ COLUMNS = [
     "run_id",
     "cell",
     "strategy",
+    "backend",
     "problem",
     "query",
     "preset",
@@ -42,6 +43,7 @@ COLUMNS = [
     "value",
     "unit",
     "output",
+    "oracle",
     "oracle_method",
     "tol",
     "f_solver",
@@ -54,6 +56,8 @@ COLUMNS = [
     "deqbench_version",
     "torch_version",
     "numpy_version",
+    "jax_version",
+    "jaxlib_version",
     "python_version",
     "git_commit",
     "device_name",
@@ -120,11 +124,13 @@ def run_metadata() -> dict[str, str]:
     import torch
 
     import deqbench
+    from deqbench.backends import jax_versions
 
     return {
         "deqbench_version": deqbench.__version__,
         "torch_version": torch.__version__,
         "numpy_version": numpy.__version__,
+        **jax_versions(),  # installed versions, read without importing JAX
         "python_version": platform.python_version(),
         "git_commit": git_commit(),
         "host": socket.gethostname(),

@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 import torch
 
+from deqbench.backends import jax_unavailable_reason
 from deqbench.harness.references import BadReference, absolute_reference, resolve_class
 from deqbench.problems.base import PROBLEMS
 from deqbench.queries import QUERIES
@@ -32,6 +33,8 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 MAX_SEED = 2**64 - 1
 #: Without --max-memory, a cell may use this share of the memory available at the start.
 AUTO_MEMORY_SHARE = 0.9
+#: --oracle: the oracles each choice grades against, the first giving the main verdict.
+ORACLE_CHOICES = {"torch": ("torch",), "jax": ("jax",), "both": ("torch", "jax")}
 
 
 class BadInput(ValueError):
@@ -145,6 +148,15 @@ def choice_parser(choices: Callable[[], Sequence[str]], optional: bool = False):
         return value
 
     return parse
+
+
+def parse_oracle(value, flag) -> str:
+    """torch, jax or both; the JAX oracle needs JAX installed."""
+    choice = choice_parser(lambda: list(ORACLE_CHOICES))(value, flag)
+    reason = jax_unavailable_reason() if "jax" in ORACLE_CHOICES[choice] else None
+    if reason is not None:
+        raise BadInput(f"{flag} {choice} needs JAX: {reason}")
+    return choice
 
 
 def parse_device(value, flag) -> str:
@@ -348,6 +360,12 @@ class RunSettings:
         "size knob, several knobs separated by ';' giving their product (m=64,256,1024 or "
         "'m=64,256;batch=8,32'). Each row carries its size. [default: no sweep]",
     )  # fmt: skip
+    oracle: str = option(
+        "torch", "--oracle", metavar="FRAMEWORK", parse=parse_oracle,
+        help="Which independent oracle grades the cells: torch, jax (a second implementation sharing no "
+        "code with the first), or both (each cell graded against each, and the oracles' own "
+        "disagreement reported as an error). [default: torch]",
+    )  # fmt: skip
     max_memory: int | None = option(
         None, "--max-memory", metavar="BYTES", parse=parse_bytes,
         help="Stop a cell whose resident memory passes this (e.g. 8G, 512M; 'none': no cap) and record "
@@ -390,6 +408,10 @@ class RunSettings:
         }
         settings.update({k: v for k, v in (("f_solver", self.f_solver), ("b_solver", self.b_solver)) if v})
         return settings
+
+    @property
+    def oracle_frameworks(self) -> tuple[str, ...]:
+        return ORACLE_CHOICES[self.oracle]
 
     def memory_cap(self) -> int | None:
         """The resident-set cap of this run's cells, in bytes (None: no cap)."""

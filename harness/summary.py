@@ -90,6 +90,7 @@ def problem_table(rows: pd.DataFrame, problem: str, size: str) -> Table:
     title = f"{problem}  ({first['size']}, {first['dtype']}, {first['device']})"
     table = Table(title=title, show_lines=True, title_justify="left")
     table.add_column("strategy", style="bold")
+    table.add_column("backend")
     queries = list(dict.fromkeys(subset["query"]))
     for query in queries:
         table.add_column(query, justify="right")
@@ -98,7 +99,8 @@ def problem_table(rows: pd.DataFrame, problem: str, size: str) -> Table:
         for query in queries:
             cell_rows = subset[(subset["strategy"] == strategy) & (subset["query"] == query)]
             cells.append(cell_text(cell_rows) if len(cell_rows) else Text(""))
-        table.add_row(strategy, *cells)
+        backend = subset.loc[subset["strategy"] == strategy, "backend"].iloc[0]
+        table.add_row(strategy, backend if isinstance(backend, str) else "", *cells)
     return table
 
 

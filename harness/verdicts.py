@@ -4,12 +4,18 @@ The oracle's answer for a cell comes from :class:`OracleJob`, which runs in a wo
 like the measurement (a problem whose ``build()`` or ``f`` hangs is stopped by the cell's
 ``--timeout``, never hangs the run) and answers from the fingerprint-keyed disk cache
 (:mod:`.oracle_cache`) where it can. A cached answer may make a cell ok; it may never alone
-make a claimed-exact cell wrong: :func:`needs_fresh_oracle` says when the runner must
-recompute the oracle and judge again.
+make a claimed-exact cell wrong: :func:`stale_oracles` says which ones the runner must
+recompute before judging again.
+
+With ``--oracle both`` a cell is judged against two oracles that share no code (torch's and
+JAX's, :func:`judge_against`): the first gives the main metrics, the second its own
+``*_jax`` accuracy metrics, and the two oracles' disagreement is itself a metric, an error
+when it exceeds :data:`ORACLES_AGREE_TOL`.
 """
 
 from __future__ import annotations
 
+import math
 import traceback
 import warnings
 from dataclasses import dataclass, field
@@ -47,6 +53,7 @@ class OracleJob:
     #: The cache folder, as the parent sees it when it makes the job (the worker server
     #: started with an environment that may be older); None: the worker's own default.
     cache_dir: str | None = None
+    framework: str = "torch"  # whose oracle: torch's, or the independent JAX one
 
     def __call__(self) -> OracleResult:
         from deqbench.harness.oracle_cache import OracleCache, OracleCacheWarning
@@ -55,7 +62,9 @@ class OracleJob:
             warnings.simplefilter("always", OracleCacheWarning)
             try:
                 problem = build_problem(self.spec, device="cpu")
-                answer = OracleCache(self.cache_dir).answer(problem, self.spec.query, refresh=self.refresh)
+                answer = OracleCache(self.cache_dir).answer(
+                    problem, self.spec.query, refresh=self.refresh, framework=self.framework
+                )
             except Exception as error:  # noqa: BLE001 - an oracle that cannot answer is reported
                 traceback.print_exc()
                 return OracleResult(error=one_line(error), error_status=failure_status(error))
@@ -128,14 +137,67 @@ def oracle_problem(oracle: OracleResult | Stopped | None) -> tuple[Status, str] 
     return None
 
 
-def needs_fresh_oracle(verdict: Verdict, oracle: OracleResult | Stopped | None, claimed_exact: bool) -> bool:
-    """A claimed-exact cell about to be called wrong on a cached answer: recompute first."""
-    return (
-        claimed_exact
-        and verdict.status == Status.WRONG
-        and isinstance(oracle, OracleResult)
-        and oracle.cached
-    )
+def stale_oracles(verdict: Verdict, oracles: dict[str, object], claimed_exact: bool) -> list[str]:
+    """The oracles to recompute first: those that answered from the cache when a claimed-exact
+    cell is about to be called wrong (or the oracles disagree)."""
+    if not claimed_exact or verdict.status not in (Status.WRONG, Status.ERROR):
+        return []
+    return [name for name, oracle in oracles.items() if isinstance(oracle, OracleResult) and oracle.cached]
+
+
+#: Two float64 oracles that share no code must agree this closely (relative), or neither's
+#: verdict is trusted.
+ORACLES_AGREE_TOL = 1e-10
+ACCURACY_METRICS = ("relative_error", "oracle_error_estimate")
+
+
+def judge_against(measurement: Measurement, oracles: dict[str, object], tol: float) -> Verdict:
+    """The verdict against each oracle (the first one's is the main one) and their agreement."""
+    (first, first_oracle), *others = oracles.items()
+    verdict = judge(measurement, first_oracle, tol)
+    if measurement.status != MEASURED:
+        return verdict
+    for name, oracle in others:
+        other = judge(measurement, oracle, tol)
+        verdict.metrics += [
+            Metric(f"{m.name}_{name}", m.value, m.unit, m.output)
+            for m in other.metrics
+            if m.name in ACCURACY_METRICS
+        ]
+        disagreement = oracle_disagreement(first_oracle, oracle)
+        if disagreement is not None:
+            value, output = disagreement
+            verdict.metrics.append(Metric("oracle_disagreement", value, "rel"))
+            if not value <= ORACLES_AGREE_TOL:
+                message = (
+                    f"the {first} and {name} oracles disagree: relative difference {value:.3g} in {output} "
+                    f"> {ORACLES_AGREE_TOL:g}"
+                )
+                return Verdict(Status.ERROR, message, verdict.oracle_method, verdict.metrics)
+        if verdict.status == Status.OK and other.status != Status.OK:
+            return Verdict(
+                other.status,
+                f"against the {name} oracle: {other.message}",
+                other.oracle_method,
+                verdict.metrics,
+            )
+    return verdict
+
+
+def oracle_disagreement(first, second) -> tuple[float, str] | None:
+    """(worst relative difference, its output) between two oracles' answers; None if either
+    has no answer, or their outputs do not match (the cell's own verdict says so)."""
+    if oracle_problem(first) is not None or oracle_problem(second) is not None:
+        return None
+    try:
+        errors = relative_errors(
+            {k: torch.from_numpy(v) for k, v in second.values.items()},
+            {k: torch.from_numpy(v) for k, v in first.values.items()},
+        )
+    except (KeyError, ValueError):
+        return None
+    worst = max(errors, key=errors.get)
+    return errors[worst], worst
 
 
 def divergence_message(measurement: Measurement) -> str:
@@ -179,4 +241,7 @@ def measurement_metrics(measurement: Measurement) -> list[Metric]:
             key = f"{phase}_{name}"
             metrics.append(Metric(key, float(measurement.solver_totals.get(key, float("nan"))), unit))
     metrics.append(Metric("repeats", len(measurement.times), "count"))
+    if not math.isnan(measurement.compile_seconds):  # a compiled (JAX) strategy
+        metrics.append(Metric("compile_time", measurement.compile_seconds, "s"))
+        metrics += [Metric(f"xla_{name}", value, "B") for name, value in measurement.compiled_memory.items()]
     return metrics

@@ -29,6 +29,7 @@ MATRIX_CLASSES = [
     queries.QueryAccuracy,
     queries.QuerySavedTensors,
     queries.QuerySolverIterations,
+    queries.QueryCompileTime,
 ]
 
 #: What asv itself must discover: benchmark name -> (kind, unit).
@@ -38,6 +39,7 @@ EXPECTED_BENCHMARKS = {
     "queries.QueryAccuracy.track_relative_error": ("track", "relative error"),
     "queries.QuerySavedTensors.track_saved_tensor_bytes": ("track", "bytes"),
     "queries.QuerySolverIterations.track_forward_iterations": ("track", "iterations"),
+    "queries.QueryCompileTime.track_compile_time": ("track", "seconds"),
     "queries.QuerySolverIterations.track_backward_iterations": ("track", "iterations"),
 }
 
@@ -139,6 +141,15 @@ def test_saved_tensor_bytes_where_autograd_saves(strategy):
 def test_no_saved_tensor_bytes_for_a_forward_solve():
     cell = ("analytic", "tanh", "forward")
     assert prepared(queries.QuerySavedTensors, *cell).track_saved_tensor_bytes(*cell) == 0
+
+
+def test_compile_time_of_a_jax_cell_and_none_for_torch():
+    cell = ("jax-analytic", "tanh", "grad")
+    assert prepared(queries.QueryCompileTime, *cell).track_compile_time(*cell) > 0
+    with pytest.raises(NotImplementedError, match="compile nothing"):
+        queries.QueryCompileTime().setup("analytic", "tanh", "grad")
+    with pytest.raises(NotImplementedError, match="torch measure"):
+        queries.QuerySavedTensors().setup(*cell)
 
 
 def test_solver_iterations():
