@@ -22,6 +22,8 @@ class TanhDEQ(Problem):
         "quick": {"m": 8, "n": 3, "batch": 4, "rho": 0.8},
         "default": {"m": 32, "n": 4, "batch": 16, "rho": 0.8},
         "large": {"m": 256, "n": 4, "batch": 128, "rho": 0.8},
+        "large1024": {"m": 1024, "n": 4, "batch": 128, "rho": 0.8},
+        "xlarge": {"m": 4096, "n": 4, "batch": 64, "rho": 0.8},
     }
 
     def build(self, generator, *, m, n, batch, rho):

@@ -11,13 +11,14 @@ from helpers import TIGHT, oracle_answer, problem_instance
 import deqbench
 from deqbench.harness.accuracy import relative_errors
 from deqbench.harness.matrix import build_matrix
+from deqbench.problems.base import PROBLEMS
 from deqbench.queries import QUERIES
 
-VERIFIED_PROBLEMS = ["tanh", "vanderpol", "planted", "linear"]
+VERIFIED_PROBLEMS = PROBLEMS.names()  # every registered problem: a new file is verified at once
 EXACT_TOLERANCE = 1e-8
 #: The strategies known to be wrong above first order, and where that must show.
 KNOWN_WRONG = {"analytic-seed", "implicit-vjp"}
-CURVED_PROBLEMS = {"tanh", "vanderpol"}  # f_zz, f_xz non-zero: the dropped terms matter
+CURVED_PROBLEMS = {"tanh", "vanderpol", "mondeq"}  # f_zz, f_xz non-zero: the dropped terms matter
 CAUGHT_THRESHOLD = 1e-4
 
 CELLS = [c for c in build_matrix(problems=VERIFIED_PROBLEMS, preset="quick") if c.supported]
@@ -56,7 +57,8 @@ def test_the_verified_matrix_covers_every_strategy_and_query():
     for strategy in ("unrolled", "iterative-backward", "analytic"):
         assert {q for s, q in exact if s == strategy} == set(QUERIES)
     assert {q for s, q in exact if s == "implicit-vjp"} == {"forward", "jvp", "grad"}
-    assert len(WRONG_CELLS) == 2 * 2 + 2 * 4  # seed: jvp2, hessian; implicit-vjp: 4 queries
+    # on each curved problem: the seed's jvp2 and hessian, implicit-vjp's four above first order
+    assert len(WRONG_CELLS) == len(CURVED_PROBLEMS) * (2 + 4)
 
 
 def test_linear_deq_second_order_is_where_the_wrong_rules_happen_to_be_right():
