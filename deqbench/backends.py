@@ -35,6 +35,7 @@ def check_backend(name: str) -> str:
     return name
 
 
+@functools.cache  # installed or not, it stays so for the process: look once
 def jax_unavailable_reason() -> str | None:
     """Why JAX cannot be used here (not installed), or None; looks without importing."""
     if importlib.util.find_spec("jax") is None:

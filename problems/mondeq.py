@@ -38,7 +38,7 @@ Toy physics losses exercise the derivative queries, as on `tanh`: ``dz/dt + z = 
 
 import torch
 
-from deqbench.problems.base import Problem
+from deqbench.problems.tanh import ToyDEQ
 
 #: ||A||_2^2 and ||B||_2 after scaling: they bound L = ||I - W||_2 by mono + 1.
 A_NORM_SQUARED = 0.5
@@ -57,7 +57,7 @@ def spectral_norm_estimate(apply, apply_t, start: torch.Tensor, steps: int = POW
     return float(apply(v).norm())
 
 
-class MonDEQ(Problem):
+class MonDEQ(ToyDEQ):
     name = "mondeq"
     description = "monotone operator DEQ z = tanh(W z + U x + b), W = (1-m)I - A'A + B - B' (FB splitting)"
     backends = ("torch", "jax")
@@ -81,10 +81,7 @@ class MonDEQ(Problem):
             "U": self.randn(generator, m, n) / n**0.5,
             "b": 0.5 * self.randn(generator, m),
         }
-        self.x = self.randn(generator, batch, n)
-        self.target = 0.5 * self.randn(generator, batch, m)
-        eye = torch.eye(n, dtype=self.dtype, device=self.device)
-        self.directions = {"t": eye[0], "x": eye[-1]}
+        self.draw_inputs(generator, m=m, n=n, batch=batch)
 
     @staticmethod
     def scaled_gaussian(generator, m, norm) -> torch.Tensor:
@@ -117,12 +114,3 @@ class MonDEQ(Problem):
     def f(self, theta, x, z):
         pre = self.weight_t(theta, z) + x @ theta["U"].T + theta["b"]
         return self.xp.tanh((1 - self.alpha) * z + self.alpha * pre)
-
-    def data_loss(self, theta, x, z):
-        return 0.5 * self.mean_square(z - self.target)
-
-    def physics_loss(self, theta, x, z, dz):
-        return self.mean_square(dz + z)
-
-    def physics2_loss(self, theta, x, z, dz, d2z):
-        return self.mean_square(d2z + z)

@@ -14,7 +14,28 @@ def spectral_scaled(matrix: torch.Tensor, rho: float) -> torch.Tensor:
     return matrix * (rho / torch.linalg.matrix_norm(matrix, ord=2))
 
 
-class TanhDEQ(Problem):
+class ToyDEQ(Problem):
+    """What the synthetic DEQs (`tanh`, `mondeq`) share: Gaussian inputs and target, the
+    first and last input coordinates as directions, and the toy losses. Abstract (no name)."""
+
+    def draw_inputs(self, generator, *, m, n, batch):
+        """x, the data loss's target and the directions; drawn after theta, in this order."""
+        self.x = self.randn(generator, batch, n)
+        self.target = 0.5 * self.randn(generator, batch, m)
+        eye = torch.eye(n, dtype=self.dtype, device=self.device)
+        self.directions = {"t": eye[0], "x": eye[-1]}
+
+    def data_loss(self, theta, x, z):
+        return 0.5 * self.mean_square(z - self.target)
+
+    def physics_loss(self, theta, x, z, dz):
+        return self.mean_square(dz + z)
+
+    def physics2_loss(self, theta, x, z, dz, d2z):
+        return self.mean_square(d2z + z)
+
+
+class TanhDEQ(ToyDEQ):
     name = "tanh"
     description = "random contractive z = tanh(W z + U x + b); toy ODE/PDE residuals"
     backends = ("torch", "jax")
@@ -32,19 +53,7 @@ class TanhDEQ(Problem):
             "U": self.randn(generator, m, n) / n**0.5,
             "b": 0.5 * self.randn(generator, m),
         }
-        self.x = self.randn(generator, batch, n)
-        self.target = 0.5 * self.randn(generator, batch, m)
-        eye = torch.eye(n, dtype=self.dtype, device=self.device)
-        self.directions = {"t": eye[0], "x": eye[-1]}
+        self.draw_inputs(generator, m=m, n=n, batch=batch)
 
     def f(self, theta, x, z):
         return self.xp.tanh(z @ theta["W"].T + x @ theta["U"].T + theta["b"])
-
-    def data_loss(self, theta, x, z):
-        return 0.5 * self.mean_square(z - self.target)
-
-    def physics_loss(self, theta, x, z, dz):
-        return self.mean_square(dz + z)
-
-    def physics2_loss(self, theta, x, z, dz, d2z):
-        return self.mean_square(d2z + z)

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from deqbench.backends import import_jax, jax_unavailable_reason
+from deqbench.backends import import_jax
 from deqbench.queries import QueryResult, UnsupportedQueryError
 from deqbench.solvers import SolverStats
 from deqbench.strategies.base import Strategy, query_method
@@ -54,10 +54,6 @@ class JaxStrategy(Strategy):
         self._compiled: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     # ------------------------------------------------------------------ api
-    def unsupported_reason(self, query, problem) -> str | None:
-        reason = jax_unavailable_reason()
-        return reason if reason is not None else super().unsupported_reason(query, problem)
-
     def run(self, query: str, problem) -> QueryResult:
         reason = self.unsupported_reason(query, problem)
         if reason is not None:
