@@ -12,11 +12,10 @@ D, so every gradient with respect to them is zero.
 
 import torch
 
-from deqbench.problems.base import Problem
-from deqbench.problems.tanh import spectral_scaled
+from deqbench.problems.tanh import ToyDEQ, spectral_scaled
 
 
-class Planted(Problem):
+class Planted(ToyDEQ):
     name = "planted"
     description = "planted fixed point z* = tanh(C x + c) of a contractive layer with non-zero curvature"
     backends = ("torch", "jax")
@@ -32,10 +31,7 @@ class Planted(Problem):
             "c": 0.5 * self.randn(generator, m),
             "D": 0.5 * self.randn(generator, m, n) / n**0.5,
         }
-        self.x = self.randn(generator, batch, n)
-        self.target = 0.5 * self.randn(generator, batch, m)
-        eye = torch.eye(n, dtype=self.dtype, device=self.device)
-        self.directions = {"t": eye[0], "x": eye[-1]}
+        self.draw_inputs(generator, m=m, n=n, batch=batch)
 
     # ----------------------------------------------------------------- layer
     def planted(self, theta, x):
@@ -48,12 +44,7 @@ class Planted(Problem):
         return h + (self.xp.tanh(z + shift) - self.xp.tanh(h + shift)) @ theta["A"].T
 
     # ---------------------------------------------------------------- losses
-    def data_loss(self, theta, x, z):
-        return 0.5 * self.mean_square(z - self.target)
-
-    def physics_loss(self, theta, x, z, dz):
-        return self.mean_square(dz + z)
-
+    # the data and first physics loss are the toy ones; this one adds dz to the residual
     def physics2_loss(self, theta, x, z, dz, d2z):
         return self.mean_square(d2z + 0.5 * dz + z)
 

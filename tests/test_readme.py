@@ -18,3 +18,11 @@ def test_readme_python_example_runs_and_its_assertions_hold(capsys):
         exec(compile(block, str(README), "exec"), {"__name__": "readme"})
     printed = capsys.readouterr().out
     assert "analytic" in printed and "implicit-vjp" in printed
+
+
+def test_readme_problem_table_names_every_registered_problem():
+    from deqbench.problems.base import PROBLEMS
+
+    table = README.read_text().split("### Problems", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `([\w-]+)` \|", table, flags=re.M))
+    assert listed == set(PROBLEMS.names())
