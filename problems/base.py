@@ -175,6 +175,10 @@ class Problem:
         sample = torch.randn(*shape, generator=generator, dtype=torch.float64)
         return sample.to(dtype=self.dtype, device=self.device)
 
+    def uniform(self, generator: torch.Generator, *shape: int) -> torch.Tensor:
+        """Seeded U[0, 1) samples, drawn in float64 on the CPU whatever the device and dtype."""
+        return self.tensor(torch.rand(*shape, generator=generator, dtype=torch.float64))
+
     def z_init(self):
         """The solvers' starting point, zeros (batch, m), in the instance's backend."""
         return self.on_backend(torch.zeros(self.batch, self.m, dtype=self.dtype, device=self.device))

@@ -109,10 +109,6 @@ class FourTanks(Problem):
         self.flow_t, self.pump_t = self.tensor(M).T.contiguous(), self.tensor(K).T.contiguous()
         self.reference_levels = self.solve_reference()
 
-    def uniform(self, generator, *shape):
-        """Seeded U[0, 1) samples, drawn in float64 on the CPU whatever the device and dtype."""
-        return self.tensor(torch.rand(*shape, generator=generator, dtype=torch.float64))
-
     # ------------------------------------------------------------ the model
     def f(self, theta, x, z):
         return self.xp.tanh((x / self.x_scale) @ theta["A"].T + z @ theta["B"].T + theta["b"])

@@ -50,8 +50,7 @@ class INR(Problem):
             "C": self.randn(generator, 1, m) / m**0.5,
             "c": torch.zeros(1, dtype=self.dtype, device=self.device),
         }
-        coords = torch.rand(batch, 2, generator=generator, dtype=torch.float64)
-        self.x = self.tensor(coords)
+        self.x = self.uniform(generator, batch, 2)
         eye = torch.eye(2, dtype=self.dtype, device=self.device)
         self.directions = {"t": eye[0], "x": eye[1]}
 
