@@ -18,7 +18,7 @@ from deqbench.solvers import SolverStats
 @dataclass(frozen=True)
 class Query:
     name: str
-    order: int  # highest derivative order of z* involved
+    order: int  # derivative order of z* involved (at least this, for the physics queries)
     description: str
 
 
@@ -26,11 +26,21 @@ QUERIES: dict[str, Query] = {
     q.name: q
     for q in [
         Query("forward", 0, "z* and the model output"),
-        Query("jvp", 1, "dz*/dt along the problem's t direction"),
-        Query("jvp2", 2, "d2z*/dt2 along the problem's t direction"),
+        Query("jvp", 1, "dz*/dt along the problem's jvp direction (t)"),
+        Query("jvp2", 2, "d2z*/dt2 along the problem's jvp direction (t)"),
         Query("grad", 1, "gradient of the data loss on z* w.r.t. every parameter"),
-        Query("pinn_grad", 2, "gradient w.r.t. every parameter of the physics loss on (z*, dz*/dt)"),
-        Query("pinn2_grad", 3, "gradient w.r.t. every parameter of the loss on d2z*/dx2"),
+        Query(
+            "pinn_grad",
+            2,
+            "gradient w.r.t. every parameter of the physics loss on z* and its named partials "
+            "(physics_partials; order 2 or more)",
+        ),
+        Query(
+            "pinn2_grad",
+            3,
+            "gradient w.r.t. every parameter of the second physics loss (physics2_partials, a "
+            "second-order residual or a residual's derivative; order 3 or more)",
+        ),
         Query("hessian", 2, "full input Hessian d2z*/dx2, shape (batch, m, n, n); small n only"),
     ]
 }

@@ -5,12 +5,19 @@ A problem instance holds everything a query needs:
 - ``f(theta, x, z)``: the layer, batched over samples (``x``: (batch, n), ``z``: (batch, m)),
   with ``theta`` a dict of named parameter tensors. Samples must be independent.
 - ``theta``, ``x``: the parameter values and the inputs the queries are evaluated at.
-- ``directions``: named unit vectors in input space. ``"t"`` is the direction of ``jvp``,
-  ``jvp2`` and ``pinn_grad``; ``"x"`` that of ``pinn2_grad`` (it defaults to ``"t"``).
+- ``directions``: named vectors in input space, one character a name (``"t"``, ``"x"``,
+  ``"y"``). ``jvp`` and ``jvp2`` differentiate along ``directions[jvp_direction]`` (``"t"``).
 - ``data_loss(theta, x, z)``: a scalar loss on z* (the ``grad`` query).
-- ``physics_loss(theta, x, z, dz)``: a scalar loss on (z*, dz*/dt) (``pinn_grad``).
-- ``physics2_loss(theta, x, z, dz, d2z)``: a scalar loss on the derivatives along ``"x"``
-  (``pinn2_grad``).
+- ``physics_loss(theta, x, z, d)``: a scalar loss on z* and the partial derivatives of z*
+  that ``physics_partials`` names (``pinn_grad``). ``d[name]`` is a (batch, m) tensor.
+- ``physics2_loss(theta, x, z, d)``: the same on ``physics2_partials`` (``pinn2_grad``, the
+  higher-order query: a second-order residual's form, or a residual's derivative).
+
+**Partials by name.** ``physics_partials = {"u_t": "t", "u_xx": "xx", "u_txx": "txx"}``: each
+value is a multi-index over the direction names, one character a direction, order 1 to 3,
+mixed ones included. Every strategy that claims exactness delivers them exactly (DESIGN.md
+section 2: pure directional derivatives from the Taylor map, mixed ones by polarization or
+nested tangents) and both oracles compute them independently.
 
 A problem without a physics loss simply does not exercise the queries that need one.
 
@@ -34,12 +41,19 @@ from typing import Any, ClassVar
 import torch
 
 from deqbench import backends as array_backends
+from deqbench.partials import MultiIndex, PolarizationPlan, parse_multi_index
 from deqbench.queries import QUERIES
 from deqbench.registry import Registry
 
 PROBLEMS: Registry[Problem] = Registry("problem", "deqbench.problems")
 
 Theta = dict[str, torch.Tensor]
+
+#: The physics queries: the loss each differentiates and the attribute naming its partials.
+PHYSICS_QUERIES = {
+    "pinn_grad": ("physics_loss", "physics_partials"),
+    "pinn2_grad": ("physics2_loss", "physics2_partials"),
+}
 
 
 class Problem:
@@ -54,8 +68,8 @@ class Problem:
       cast to the preset's type); ``"quick"`` is what CI and ``--quick`` run, ``"default"``
       what a plain ``deqbench.get_problem(name)`` builds.
     - ``build(self, generator, **knobs)``: set ``self.theta`` (dict of named tensors),
-      ``self.x`` (batch, n) and ``self.directions`` (``"t"``, optionally ``"x"``, each of
-      shape (n,)) from the knobs. Draw random numbers with ``self.randn(generator, ...)``
+      ``self.x`` (batch, n) and ``self.directions`` (one-character names, each of shape
+      (n,), ``jvp_direction`` among them) from the knobs. Draw random numbers with ``self.randn(generator, ...)``
       (seeded, identical on every device and dtype) and build tensors in ``self.dtype`` on
       ``self.device``.
     - ``f(self, theta, x, z)``: the layer, batched over independent samples; z* is its
@@ -69,8 +83,12 @@ class Problem:
       (the test suite checks that both give the same values).
     - ``data_loss(theta, x, z)`` (default: half the mean squared ``output``) for ``grad``;
       ``output(theta, z)`` (default: z itself), the model's head.
-    - ``physics_loss(theta, x, z, dz)`` and ``physics2_loss(theta, x, z, dz, d2z)`` (default:
-      None, and the ``pinn_grad`` / ``pinn2_grad`` queries are unsupported on the problem).
+    - ``physics_partials`` with ``physics_loss(theta, x, z, d)``, and ``physics2_partials``
+      with ``physics2_loss(theta, x, z, d)`` (default: none, and the ``pinn_grad`` /
+      ``pinn2_grad`` queries are unsupported on the problem): named partials of z*
+      (``{"z_t": "t", "z_xx": "xx"}``, see the module docstring) and a scalar loss on z* and
+      ``d``, the dict of those partials, each (batch, m).
+    - ``jvp_direction`` (``"t"``): the direction ``jvp`` and ``jvp2`` differentiate along.
     - ``reference(query)``: a closed-form answer (dict of tensors, the oracle's keys) where
       the problem has one; the test suite checks the oracle against it. None by default.
     - ``z_init()``: the solvers' starting point (default: zeros, (batch, m)).
@@ -87,6 +105,11 @@ class Problem:
     hessian_max_n: ClassVar[int] = 8
     #: The frameworks whose arrays f, output and the losses accept (through ``self.xp``).
     backends: ClassVar[tuple[str, ...]] = ("torch",)
+    #: The direction (a key of ``directions``) that ``jvp`` and ``jvp2`` differentiate along.
+    jvp_direction: ClassVar[str] = "t"
+    #: The partials of z* each physics loss is built on: {name: multi-index such as "txx"}.
+    physics_partials: ClassVar[Mapping[str, str]] = {}
+    physics2_partials: ClassVar[Mapping[str, str]] = {}
     #: The array namespace the equations call: torch here, jax.numpy on a JAX copy.
     xp: Any = torch
     backend: str = "torch"
@@ -202,11 +225,22 @@ class Problem:
         """State width: the ``m`` size knob (override where the state is sized otherwise)."""
         return self.size["m"]
 
-    def direction(self, query: str) -> torch.Tensor:
-        """The input direction a query differentiates along."""
-        if query == "pinn2_grad":
-            return self.directions.get("x", self.directions["t"])
-        return self.directions["t"]
+    def direction(self, query: str = "jvp") -> torch.Tensor:
+        """The input direction ``jvp`` and ``jvp2`` differentiate along."""
+        return self.directions[self.jvp_direction]
+
+    def physics_query(self, query: str) -> tuple[Callable[..., torch.Tensor] | None, dict[str, MultiIndex]]:
+        """The loss of a physics query (``pinn_grad``, ``pinn2_grad``) and its named partials,
+        each a sorted multi-index of direction names; (None, {}) where the problem has none."""
+        loss_name, partials_name = PHYSICS_QUERIES[query]
+        loss, specs = getattr(self, loss_name), getattr(self, partials_name)
+        if loss is None or not specs:
+            return None, {}
+        return loss, {name: parse_multi_index(spec, list(self.directions)) for name, spec in specs.items()}
+
+    def partials_plan(self, query: str) -> PolarizationPlan:
+        """The polarization plan of a physics query's partials (its lines and weights)."""
+        return PolarizationPlan.of(self.physics_query(query)[1], list(self.directions))
 
     def backend_unavailable_reason(self, backend: str) -> str | None:
         """Why this problem cannot run under ``backend``, or None if it can."""
@@ -245,10 +279,9 @@ class Problem:
 
     def unsupported_reason(self, query: str) -> str | None:
         """Why this problem cannot pose a query, or None if it can."""
-        if query == "pinn_grad" and self.physics_loss is None:
-            return f"problem {self.name!r} has no physics loss on dz*/dt"
-        if query == "pinn2_grad" and self.physics2_loss is None:
-            return f"problem {self.name!r} has no physics loss on d2z*/dx2"
+        if query in PHYSICS_QUERIES and self.physics_query(query)[0] is None:
+            loss_name, partials_name = PHYSICS_QUERIES[query]
+            return f"problem {self.name!r} has no {loss_name} (with {partials_name}) for {query}"
         if query == "hessian" and self.n > self.hessian_max_n:
             return f"input dimension n={self.n} > {self.hessian_max_n} for a dense Hessian"
         return None
@@ -288,11 +321,20 @@ class Problem:
                 raise TypeError(f"{type(self).__name__}.build() did not set `{attr}`")
         if self.x.ndim != 2:
             raise TypeError(f"{type(self).__name__}: x must be (batch, n), got {tuple(self.x.shape)}")
-        if "t" not in self.directions:
-            raise TypeError(f"{type(self).__name__}: directions must include 't'")
+        if self.jvp_direction not in self.directions:
+            raise TypeError(
+                f"{type(self).__name__}: directions must include jvp_direction {self.jvp_direction!r}"
+            )
         for key, e in self.directions.items():
+            if len(key) != 1:
+                raise TypeError(f"{type(self).__name__}: direction name {key!r} must be one character")
             if e.shape != (self.n,):
                 raise TypeError(f"direction {key!r} must have shape ({self.n},)")
+        for query in PHYSICS_QUERIES:
+            try:
+                self.physics_query(query)
+            except ValueError as error:
+                raise TypeError(f"{type(self).__name__}: {PHYSICS_QUERIES[query][1]}: {error}") from None
 
     def __repr__(self) -> str:
         knobs = ", ".join(f"{k}={v}" for k, v in self.size.items())
@@ -303,6 +345,10 @@ class FunctionProblem(Problem):
     """A problem built from a user's own layer in a few lines, without a subclass.
 
     >>> problem = FunctionProblem(f=my_layer, theta={"W": W}, x=x, m=16)
+
+    Its one direction is ``"t"``, the first input coordinate, unless ``directions`` says
+    otherwise; ``physics_loss(theta, x, z, d)`` gets ``d = {"z_t": dz*/dt}`` unless
+    ``physics_partials`` names others (``physics2_loss``: ``{"z_t", "z_tt"}`` by default).
     """
 
     def __init__(
@@ -316,6 +362,8 @@ class FunctionProblem(Problem):
         data_loss: Callable[..., torch.Tensor] | None = None,
         physics_loss: Callable[..., torch.Tensor] | None = None,
         physics2_loss: Callable[..., torch.Tensor] | None = None,
+        physics_partials: Mapping[str, str] | None = None,
+        physics2_partials: Mapping[str, str] | None = None,
         name: str = "custom",
     ):
         self.name = name  # instance attribute: a function problem is never registered
@@ -330,7 +378,10 @@ class FunctionProblem(Problem):
         self.directions = directions
         if data_loss is not None:
             self.data_loss = data_loss
+        # default partials: dz*/dt for the first loss, dz*/dt and d2z*/dt2 for the second
         self.physics_loss, self.physics2_loss = physics_loss, physics2_loss
+        self.physics_partials = dict(physics_partials or {"z_t": "t"})
+        self.physics2_partials = dict(physics2_partials or {"z_t": "t", "z_tt": "tt"})
         self._check_built()
 
     def f(self, theta, x, z):

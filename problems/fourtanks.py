@@ -29,7 +29,7 @@ rtol = atol = 1e-12) from h0 with constant v to each sample's t.
 - physics loss: ``mean_square(dy/dt - rhs(y, v))`` over all samples, plus
   ``mean_square(y - h0)`` over the t = 0 samples (a float mask, the same in torch and JAX);
 - physics2 loss: the differentiated residual ``d2y/dt2 - (d rhs/dh)(y) dy/dt``, squared mean
-  (a third-order query), along ``"x"`` = ``"t"``.
+  (a third-order query), on the partials z_t and z_tt.
 """
 
 import numpy as np
@@ -159,12 +159,15 @@ class FourTanks(Problem):
     def data_loss(self, theta, x, z):
         return self.mean_square(self.output(theta, z) - self.reference_levels)
 
-    def physics_loss(self, theta, x, z, dz):
-        y, dy = self.output(theta, z), dz @ theta["C"].T
+    physics_partials = {"z_t": "t"}
+    physics2_partials = {"z_t": "t", "z_tt": "tt"}
+
+    def physics_loss(self, theta, x, z, d):
+        y, dy = self.output(theta, z), d["z_t"] @ theta["C"].T
         ode = self.mean_square(dy - self.ode_rhs(y, x[:, 5:7]))
         ic = self.xp.sum(self.ic_mask * self.xp.sum((y - x[:, 1:5]) ** 2, axis=1)) / self.n_ic
         return ode + ic
 
-    def physics2_loss(self, theta, x, z, dz, d2z):
-        y, dy, d2y = self.output(theta, z), dz @ theta["C"].T, d2z @ theta["C"].T
+    def physics2_loss(self, theta, x, z, d):
+        y, dy, d2y = self.output(theta, z), d["z_t"] @ theta["C"].T, d["z_tt"] @ theta["C"].T
         return self.mean_square(d2y - self.ode_rhs_dt(y, dy))

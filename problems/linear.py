@@ -30,9 +30,11 @@ class LinearDEQ(TanhDEQ):
 
     # ---------------------------------------------------------------- losses
     # The closed-form gradients below are worked out for these losses (the data and
-    # physics losses are tanh's; this second-order one adds dz to the residual).
-    def physics2_loss(self, theta, x, z, dz, d2z):
-        return self.mean_square(d2z + dz + z)
+    # physics losses are tanh's; this second-order one adds z_x to the residual).
+    physics2_partials = {"z_x": "x", "z_xx": "xx"}
+
+    def physics2_loss(self, theta, x, z, d):
+        return self.mean_square(d["z_xx"] + d["z_x"] + z)
 
     # ------------------------------------------------------------ closed form
     def resolvent(self) -> torch.Tensor:
@@ -62,13 +64,13 @@ class LinearDEQ(TanhDEQ):
 
     def loss_gradient(self, query: str) -> dict[str, torch.Tensor]:
         """Sensitivities of each loss by hand. Second derivatives are zero for every theta, so
-        in the pinn2 loss d2z contributes nothing, and the residual is that of pinn on e_x."""
+        in the pinn2 loss z_xx contributes nothing, and the residual is that of pinn along x."""
         z = self.fixed_point()
         if query == "grad":
             e = self.direction("jvp")
             return self.gradient(e, (z - self.target) / self.batch, torch.zeros_like(z[0]))
-        e = self.direction(query)
-        residual = self.tangent(e) + z  # dz + z, and d2z + dz + z with d2z = 0
+        e = self.directions["t" if query == "pinn_grad" else "x"]
+        residual = self.tangent(e) + z  # z_t + z, and z_xx + z_x + z with z_xx = 0
         g_z = 2 * residual / self.batch
         return self.gradient(e, g_z, g_z.sum(dim=0))
 

@@ -6,7 +6,10 @@ At z = h(x) the bracket vanishes, so z* = h(x) exactly, whatever A and D are; si
 1-Lipschitz and |A| < 1 (spectral norm) the layer is a contraction in z. Yet nothing about f
 is trivial: J = A diag(g'), f_zz, f_zx (through the shift D x) and f_xx are all non-zero.
 Every query's answer therefore follows from the explicit function h alone: its derivatives
-in x by hand, and the parameter gradients by plain autograd on h. z* does not depend on A or
+in x by hand (any partial of order k along directions e_1..e_k is tanh^(k)(a) times the
+product of the C e_i), and the parameter gradients by plain autograd on h. The second
+physics loss uses mixed partials of orders 2 and 3 (z_tx, z_txx), so the oracles' mixed
+partials are checked against a closed form too. z* does not depend on A or
 D, so every gradient with respect to them is zero.
 """
 
@@ -44,20 +47,25 @@ class Planted(ToyDEQ):
         return h + (self.xp.tanh(z + shift) - self.xp.tanh(h + shift)) @ theta["A"].T
 
     # ---------------------------------------------------------------- losses
-    # the data and first physics loss are the toy ones; this one adds dz to the residual
-    def physics2_loss(self, theta, x, z, dz, d2z):
-        return self.mean_square(d2z + 0.5 * dz + z)
+    # the data and first physics loss are the toy ones; this one is on mixed partials
+    physics2_partials = {"z_tx": "tx", "z_txx": "txx"}
+
+    def physics2_loss(self, theta, x, z, d):
+        return self.mean_square(d["z_txx"] + 0.5 * d["z_tx"] + z)
 
     # ------------------------------------------------------------ closed form
-    def planted_derivatives(self, theta, e):
-        """h, dh/dtau and d2h/dtau2 along the input direction e, by hand.
+    def planted_partial(self, theta, index):
+        """The partial of h along the named directions ``index`` (order 0 to 3), by hand.
 
-        With a = C x + c: h = tanh(a), h' = (1 - h^2) (C e), h'' = -2 h (1 - h^2) (C e)^2.
+        With a = C x + c, h = tanh(a): the partial is tanh^(k)(a) * prod_i (C e_i), where
+        tanh^(1) = 1 - h^2, tanh^(2) = -2 h (1 - h^2), tanh^(3) = -2 (1 - h^2) (1 - 3 h^2).
         """
         h = self.planted(theta, self.x)
-        slope = 1 - h.square()
-        rate = theta["C"] @ e  # (m,): how fast a moves along e
-        return h, slope * rate, -2 * h * slope * rate.square()
+        slope = 1 - h**2
+        tanh_derivative = [h, slope, -2 * h * slope, -2 * slope * (1 - 3 * h**2)][len(index)]
+        for name in index:
+            tanh_derivative = tanh_derivative * (theta["C"] @ self.directions[name])
+        return tanh_derivative
 
     def planted_hessian(self):
         """d2h_i/dx_k dx_l = -2 h_i (1 - h_i^2) C_ik C_il, (batch, m, n, n)."""
@@ -67,13 +75,12 @@ class Planted(ToyDEQ):
         return curvature[:, :, None, None] * C[None, :, :, None] * C[None, :, None, :]
 
     def planted_loss(self, query, theta):
-        """A gradient query's loss evaluated on h and its hand-written derivatives."""
+        """A gradient query's loss evaluated on h and its hand-written partials."""
+        h = self.planted(theta, self.x)
         if query == "grad":
-            return self.data_loss(theta, self.x, self.planted(theta, self.x))
-        h, dh, d2h = self.planted_derivatives(theta, self.direction(query))
-        if query == "pinn_grad":
-            return self.physics_loss(theta, self.x, h, dh)
-        return self.physics2_loss(theta, self.x, h, dh, d2h)
+            return self.data_loss(theta, self.x, h)
+        loss, partials = self.physics_query(query)
+        return loss(theta, self.x, h, {name: self.planted_partial(theta, i) for name, i in partials.items()})
 
     def planted_gradient(self, query):
         """Autograd on the explicit h: only C and c move z*; A and D get exact zeros."""
@@ -90,9 +97,10 @@ class Planted(ToyDEQ):
             if query == "forward":
                 z = self.planted(self.theta, self.x)
                 return {"z_star": z, "output": self.output(self.theta, z)}
-            if query in ("jvp", "jvp2"):
-                _, dh, d2h = self.planted_derivatives(self.theta, self.direction(query))
-                return {"dz_dt": dh} if query == "jvp" else {"d2z_dt2": d2h}
+            if query == "jvp":
+                return {"dz_dt": self.planted_partial(self.theta, "t")}
+            if query == "jvp2":
+                return {"d2z_dt2": self.planted_partial(self.theta, "tt")}
             if query == "hessian":
                 return {"d2z_dx2": self.planted_hessian()}
         return self.planted_gradient(query)

@@ -28,11 +28,14 @@ class ToyDEQ(Problem):
     def data_loss(self, theta, x, z):
         return 0.5 * self.mean_square(z - self.target)
 
-    def physics_loss(self, theta, x, z, dz):
-        return self.mean_square(dz + z)
+    physics_partials = {"z_t": "t"}
+    physics2_partials = {"z_xx": "xx"}
 
-    def physics2_loss(self, theta, x, z, dz, d2z):
-        return self.mean_square(d2z + z)
+    def physics_loss(self, theta, x, z, d):
+        return self.mean_square(d["z_t"] + z)
+
+    def physics2_loss(self, theta, x, z, d):
+        return self.mean_square(d["z_xx"] + z)
 
 
 class TanhDEQ(ToyDEQ):

@@ -67,14 +67,17 @@ class VanDerPol(Problem):
     def data_loss(self, theta, x, z):
         return self.mean_square(self.output(theta, z) - self.trajectory)
 
-    def physics_loss(self, theta, x, z, dz):
-        y, dy = self.output(theta, z), dz @ theta["C"].T
+    physics_partials = {"z_t": "t"}
+    physics2_partials = {"z_t": "t", "z_tt": "tt"}
+
+    def physics_loss(self, theta, x, z, d):
+        y, dy = self.output(theta, z), d["z_t"] @ theta["C"].T
         r1 = dy[:, 0] - y[:, 1]
         r2 = dy[:, 1] - self.mu * (1 - y[:, 0] ** 2) * y[:, 1] + y[:, 0]
         return self.xp.mean(r1**2 + r2**2)
 
-    def physics2_loss(self, theta, x, z, dz, d2z):
+    def physics2_loss(self, theta, x, z, d):
         y1 = self.output(theta, z)[:, 0]
-        dy1 = dz @ theta["C"][0]
-        d2y1 = d2z @ theta["C"][0]
+        dy1 = d["z_t"] @ theta["C"][0]
+        d2y1 = d["z_tt"] @ theta["C"][0]
         return self.xp.mean((d2y1 - self.mu * (1 - y1**2) * dy1 + y1) ** 2)
