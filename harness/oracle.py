@@ -9,14 +9,20 @@ How it computes (DESIGN.md section 2, written with dense matrices):
 - **Fixed point.** A safeguarded Newton iteration with dense per-sample Jacobians
   ``J = df/dz``, to ``|f(z) - z| <= 1e-13 |z|``. The fixed point must be attracting
   (spectral radius of ``J`` below 1), or the DEQ's own iteration would not find it.
-- **Input derivatives.** Local input coordinates ``s`` with ``x = x0 + P s`` (``P`` is the one
-  query direction ``e``, or the identity for the full Hessian). From the dense Jacobian
-  ``[f_s | J]`` and the dense Hessian ``H`` of ``f`` in ``(s, z)``:
+- **Input derivatives.** Local input coordinates ``s`` with ``x = x0 + P s`` (``P`` holds
+  the directions a query names: ``e`` for jvp, the identity for the full Hessian, those of
+  a physics loss's partials). From the dense Jacobian ``[f_s | J]`` and the dense Hessian
+  ``H`` of ``f`` in ``y = (s, z)``, with ``u_k = (unit_k, z_s[:, k])`` how y moves along s_k
+  and ``u_kl = (0, z_ss[:, k, l])``:
 
       (I - J) z_s = f_s
-      (I - J) z_ss[k, l] = H[(u_k, u_l)],  u_k = (unit_k, z_s[:, k])
+      (I - J) z_ss[k, l] = H[u_k, u_l]
+      (I - J) z_sss[k, l, p] = T[u_k, u_l, u_p] + H[u_kl, u_p] + H[u_kp, u_l] + H[u_lp, u_k]
 
-  the second line being ``f_xx[e,e] + 2 f_xz[e,v] + f_zz[v,v]`` with total derivatives.
+  the second line being ``f_xx[e,e] + 2 f_xz[e,v] + f_zz[v,v]`` with total derivatives, and
+  ``T`` the third derivative of f, taken only along the moves (a dense k x k x k tensor per
+  sample, by forward mode in k local coordinates). A named partial such as u_txx is then an
+  entry of these tensors: no polarization, no nested tangents.
 - **Parameter gradients.** ``z*`` is made differentiable in ``theta`` by one dense Newton step
   with a detached Jacobian, ``Z(theta) = z* + (I - J*)^{-1} (f(theta, x, z*) - z*)``: its value
   is ``z*`` and its first derivative the exact ``(I - J)^{-1} f_theta``. The tangents are then
@@ -53,12 +59,12 @@ FD_STEP = 1e-3
 #: A parameter's gradient this small relative to the whole gradient is rounding noise: no
 #: float64 computation resolves it, so it is returned as exact zero (see ``snap_rounding_noise``).
 ZERO_GRADIENT_TOL = 1e-12
-#: The gradient queries and the order of the derivatives of z* their losses are built on.
-LOSS_ORDER = {"grad": 0, "pinn_grad": 1, "pinn2_grad": 2}
+#: The gradient queries.
+GRADIENT_QUERIES = ("grad", "pinn_grad", "pinn2_grad")
 #: The version of the oracle's method, part of every oracle cache key (``oracle_cache``).
 #: Bump it by hand whenever a change here changes the oracle's answers or error estimates
 #: (a tolerance, a step, a formula): every cached answer is then recomputed, never reused.
-ORACLE_VERSION = "1"
+ORACLE_VERSION = "2"
 
 
 class OracleError(RuntimeError):
@@ -156,30 +162,75 @@ def identity_minus(jacobian: torch.Tensor) -> torch.Tensor:
 
 def input_derivatives(
     problem: Problem, theta: Theta, x: torch.Tensor, z: torch.Tensor, basis: torch.Tensor, order: int
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Total derivatives of z* in the local input coordinates: z_s (batch, m, k) and, for
-    order 2, z_ss (batch, m, k, k), by dense solves with (I - J)."""
+) -> list[torch.Tensor]:
+    """Total derivatives of z* in the local input coordinates, by dense solves with (I - J):
+    [z_s (batch, m, k), z_ss (batch, m, k, k), z_sss (batch, m, k, k, k)] up to ``order``."""
     k = basis.shape[1]
-    jacobian, hessian = local_partials(problem, theta, x, z, basis, order)
+    jacobian, hessian = local_partials(problem, theta, x, z, basis, min(order, 2))
     f_s, system = jacobian[..., :k], identity_minus(jacobian[..., k:])
     z_s = torch.linalg.solve(system, f_s)
     if order < 2:
-        return z_s, None
+        return [z_s]
     batch, m = z.shape
     # u_k = (unit_k, z_s[:, k]): how (s, z) move along input coordinate k.
     unit = torch.eye(k, dtype=z.dtype, device=z.device).expand(batch, k, k)
     moves = torch.cat([unit, z_s], dim=1)  # (batch, k + m, k)
-    rhs = torch.einsum("biac,bak,bcl->bikl", hessian, moves, moves)
-    z_ss = torch.linalg.solve(system, rhs.reshape(batch, m, k * k)).reshape(batch, m, k, k)
-    return z_s, z_ss
+    z_ss = solve_each(system, torch.einsum("biac,bak,bcl->bikl", hessian, moves, moves))
+    if order < 3:
+        return [z_s, z_ss]
+    # u_kl = (0, z_ss[:, k, l]): the second-order moves (s is linear in itself).
+    second_moves = torch.cat([z.new_zeros(batch, k, k, k), z_ss], dim=1)  # (batch, k + m, k, k)
+    mixed = torch.einsum("biac,bakl,bcp->biklp", hessian, second_moves, moves)
+    rhs = third_along_moves(problem, theta, x, z, basis, moves)
+    rhs = rhs + mixed + mixed.permute(0, 1, 2, 4, 3) + mixed.permute(0, 1, 4, 3, 2)
+    return [z_s, z_ss, solve_each(system, rhs)]
+
+
+def solve_each(system: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """(I - J)^{-1} applied to every trailing entry of rhs (batch, m, ...), dense."""
+    batch, m = rhs.shape[:2]
+    return torch.linalg.solve(system, rhs.reshape(batch, m, -1)).reshape(rhs.shape)
+
+
+def third_along_moves(
+    problem: Problem, theta: Theta, x: torch.Tensor, z: torch.Tensor, basis: torch.Tensor, moves: torch.Tensor
+) -> torch.Tensor:
+    """T[u_k, u_l, u_p] per sample, (batch, m, k, k, k): the third derivative of f along the
+    first-order moves, as the dense third derivative of c -> f(y + moves c) in k coordinates
+    (forward mode three times; the full (k + m)^3 tensor is never formed)."""
+    f_one = per_sample_layer(problem)
+    k = basis.shape[1]
+
+    def along_moves(c, x_one, z_one, moves_one):
+        shift = moves_one @ c  # (k + m,)
+        return f_one(theta, x_one + basis @ shift[:k], z_one + shift[k:])
+
+    origin = z.new_zeros(k)
+    third = jacfwd(jacfwd(jacfwd(along_moves)))
+    return vmap(third, in_dims=(None, 0, 0, 0))(origin, x, z, moves)
+
+
+def named_partials(
+    problem: Problem, theta: Theta, x: torch.Tensor, z: torch.Tensor, partials: dict[str, tuple[str, ...]]
+) -> dict[str, torch.Tensor]:
+    """A physics loss's partials of z* by name, (batch, m) each: entries of the total
+    derivatives in local coordinates along the directions the partials name."""
+    names = sorted({direction for index in partials.values() for direction in index})
+    basis = torch.stack([problem.directions[name] for name in names], dim=1)  # (n, k)
+    derivatives = input_derivatives(problem, theta, x, z, basis, max(map(len, partials.values())))
+    coordinate = {name: i for i, name in enumerate(names)}
+    return {
+        name: derivatives[len(index) - 1][(..., *(coordinate[d] for d in index))]
+        for name, index in partials.items()
+    }
 
 
 def directional_derivatives(
     problem: Problem, theta: Theta, x: torch.Tensor, z: torch.Tensor, e: torch.Tensor, order: int
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """v = dz*/dtau (batch, m) and, for order 2, w = d2z*/dtau2 along the input direction e."""
-    z_s, z_ss = input_derivatives(problem, theta, x, z, e[:, None], order)
-    return z_s[..., 0], None if z_ss is None else z_ss[..., 0, 0]
+) -> list[torch.Tensor]:
+    """[dz*/dtau, d2z*/dtau2, ...] (batch, m) each, along the input direction e, to ``order``."""
+    derivatives = input_derivatives(problem, theta, x, z, e[:, None], order)
+    return [d.reshape(z.shape) for d in derivatives]
 
 
 # ------------------------------------------------------------------ fixed point
@@ -264,15 +315,15 @@ def differentiable_fixed_point(
 # ----------------------------------------------------------------- query losses
 def query_loss(problem: Problem, query: str, theta: Theta, z_star: torch.Tensor) -> torch.Tensor:
     """The scalar loss a gradient query differentiates, as a function of theta."""
-    x = problem.x
-    z = differentiable_fixed_point(problem, theta, x, z_star)
-    order = LOSS_ORDER[query]
-    if order == 0:
-        return problem.data_loss(theta, x, z)
-    v, w = directional_derivatives(problem, theta, x, z, problem.direction(query), order)
-    if order == 1:
-        return problem.physics_loss(theta, x, z, v)
-    return problem.physics2_loss(theta, x, z, v, w)
+    return loss_at(problem, query, theta, differentiable_fixed_point(problem, theta, problem.x, z_star))
+
+
+def loss_at(problem: Problem, query: str, theta: Theta, z: torch.Tensor) -> torch.Tensor:
+    """A gradient query's loss on z and the partials of z* it needs, taken densely at z."""
+    if query == "grad":
+        return problem.data_loss(theta, problem.x, z)
+    loss, partials = problem.physics_query(query)
+    return loss(theta, problem.x, z, named_partials(problem, theta, problem.x, z, partials))
 
 
 def loss_gradient(problem: Problem, query: str, z_star: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -318,37 +369,15 @@ def nearby_fixed_point(problem: Problem, theta: Theta, x: torch.Tensor, z_star: 
     return newton_fixed_point(problem, theta, x, z_star, check=False)
 
 
-def line_curvature(
-    problem: Problem, theta: Theta, x: torch.Tensor, z: torch.Tensor, e: torch.Tensor, v: torch.Tensor
-) -> torch.Tensor:
-    """d2/dtau2 f(theta, x + tau e, z + tau v) at 0, (batch, m): forward over forward mode
-    along one line, a different route to H[u, u] than the dense Hessian."""
-
-    def along_line(tau):
-        return problem.f(theta, x + tau * e, z + tau * v)
-
-    return jacfwd(jacfwd(along_line))(torch.zeros((), dtype=z.dtype, device=z.device))
-
-
 def loss_value(problem: Problem, query: str, theta: Theta, z: torch.Tensor) -> torch.Tensor:
     """The loss of a gradient query at a converged z, no graph: what the differences difference.
 
-    The second derivative comes from ``line_curvature`` rather than the dense Hessian, so the
-    cross-check does not repeat the formula it checks.
+    The differences check the parameter gradient, which autograd takes through Z(theta) and
+    the partials' dependence on theta; the partials themselves are checked elsewhere (closed
+    forms, the JAX oracle, nested autograd in the tests).
     """
-    x = problem.x
-    order = LOSS_ORDER[query]
     with torch.no_grad():
-        if order == 0:
-            return problem.data_loss(theta, x, z)
-        e = problem.direction(query)
-        jacobian, _ = local_partials(problem, theta, x, z, e[:, None], 1)
-        system = identity_minus(jacobian[..., 1:])
-        v = torch.linalg.solve(system, jacobian[..., 0])
-        if order == 1:
-            return problem.physics_loss(theta, x, z, v)
-        w = torch.linalg.solve(system, line_curvature(problem, theta, x, z, e, v))
-        return problem.physics2_loss(theta, x, z, v, w)
+        return loss_at(problem, query, theta, z)
 
 
 def estimate_jvp_error(problem: Problem, z_star: torch.Tensor, e: torch.Tensor, v: torch.Tensor) -> float:
@@ -434,7 +463,7 @@ def answer_forward(problem: Problem, z_star: torch.Tensor) -> OracleAnswer:
 def answer_jvp(problem: Problem, z_star: torch.Tensor) -> OracleAnswer:
     e = problem.direction("jvp")
     with torch.no_grad():
-        v, _ = directional_derivatives(problem, problem.theta, problem.x, z_star, e, 1)
+        (v,) = directional_derivatives(problem, problem.theta, problem.x, z_star, e, 1)
     return OracleAnswer(
         "jvp",
         {"dz_dt": v},
@@ -492,5 +521,5 @@ ANSWERS: dict[str, Callable[[Problem, torch.Tensor], OracleAnswer]] = {
     "jvp": answer_jvp,
     "jvp2": answer_jvp2,
     "hessian": answer_hessian,
-    **{query: gradient_answerer(query) for query in LOSS_ORDER},
+    **{query: gradient_answerer(query) for query in GRADIENT_QUERIES},
 }

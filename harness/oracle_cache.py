@@ -44,7 +44,7 @@ import torch
 from deqbench.backends import jax_versions
 from deqbench.harness.files import write_atomically
 from deqbench.harness.oracle import ORACLE_VERSION, OracleAnswer, oracle, single_threaded
-from deqbench.problems.base import Problem
+from deqbench.problems.base import PHYSICS_QUERIES, Problem
 from deqbench.queries import check_query_name
 
 CACHE_ENV = "DEQBENCH_CACHE_DIR"
@@ -181,15 +181,19 @@ def hash_layer_probes(
 def hash_loss_probes(
     hasher: NumberHasher, problem: Problem, states: list[torch.Tensor], generator: torch.Generator
 ) -> None:
-    """Each loss the problem has, at two probe states (with probe derivatives of z)."""
+    """Each loss the problem has, at two probe states (with probe partials of z, by name),
+    and the partials each physics loss names (a renamed or re-indexed partial changes the key)."""
     theta, x = problem.theta, problem.x
     for index, z in enumerate(states[:2]):
-        dz, d2z = probe_draws(z, 2, generator)
         hasher.value(f"data_loss{index}", probe_value(problem.data_loss, theta, x, z))
-        if problem.physics_loss is not None:
-            hasher.value(f"physics_loss{index}", probe_value(problem.physics_loss, theta, x, z, dz))
-        if problem.physics2_loss is not None:
-            hasher.value(f"physics2_loss{index}", probe_value(problem.physics2_loss, theta, x, z, dz, d2z))
+        for query in PHYSICS_QUERIES:
+            loss, partials = problem.physics_query(query)
+            if loss is None:
+                continue
+            draws = probe_draws(z, len(partials), generator)
+            d = dict(zip(partials, draws, strict=True))
+            hasher.value(f"{query}_partials", repr(sorted(partials.items())))
+            hasher.value(f"{query}_loss{index}", probe_value(loss, theta, x, z, d))
 
 
 def oracle_for(framework: str) -> tuple[Callable[[Problem, str], OracleAnswer], str]:

@@ -22,7 +22,8 @@ How it computes, in float64 on the CPU:
   The tangent is a ``jax.jvp`` of ``f`` at fixed ``z`` and then a solve, linear in
   ``(dtheta, dx)``, so reverse mode can transpose it.
 - **Queries** are plain transforms of ``z*``: ``jax.jvp`` along ``e`` (nested for the second
-  derivative) and ``jax.grad`` of the query's loss in ``theta``. The input Hessian is
+  derivative) and ``jax.grad`` of the query's loss in ``theta``; a physics loss's named
+  partials are nested ``jax.jvp`` calls, one a direction of the multi-index. The input Hessian is
   polarized from nested jvps along ``e_k`` and ``e_k + e_l`` (see ``input_hessian``).
 - **Error estimates** (relative; absolute for a value that is exactly zero). For ``forward``,
   the size of one more Newton correction. For every derivative, central differences at steps
@@ -71,11 +72,11 @@ FD_STEP = 1e-3
 #: A parameter's gradient this small relative to the whole gradient is rounding noise (a
 #: parameter z* does not depend on): it is returned as exact zero.
 ZERO_GRADIENT_TOL = 1e-12
-#: The gradient queries and the order of the derivatives of z* along e their losses use.
-LOSS_ORDER = {"grad": 0, "pinn_grad": 1, "pinn2_grad": 2}
+#: The gradient queries.
+GRADIENT_QUERIES = ("grad", "pinn_grad", "pinn2_grad")
 #: Part of every cache key of this oracle's answers (``oracle_cache``): bump it by hand
 #: whenever a change here changes the answers or their error estimates.
-ORACLE_VERSION = "1"
+ORACLE_VERSION = "2"
 
 NEWTON = "JAX float64 damped Newton with dense per-sample Jacobians (vmap/jacfwd)"
 IMPLICIT = "custom_jvp rule (I - J) dz = f_theta dtheta + f_x dx, dense per-sample solves"
@@ -273,6 +274,20 @@ def derivatives_along(z_star: FixedPoint, theta: Theta, x, e, order: int):
     return z, v, w
 
 
+def named_partial(z_star: FixedPoint, theta: Theta, x, directions: list):
+    """D_{e_1} .. D_{e_k} z*(theta, x), (batch, m): nested forward mode, one direction a level,
+    every sample's input moved along it."""
+    jax = import_jax()
+    if not directions:
+        return z_star(theta, x)
+    e, rest = directions[0], directions[1:]
+
+    def inner(x_):
+        return named_partial(z_star, theta, x_, rest)
+
+    return jax.jvp(inner, (x,), (jax.numpy.broadcast_to(e, x.shape),))[1]
+
+
 def input_hessian(z_star: FixedPoint, theta: Theta, x):
     """d2z*_b/dx_b^2 per sample, (batch, m, n, n), by polarization of line curvatures.
 
@@ -299,17 +314,17 @@ def input_hessian(z_star: FixedPoint, theta: Theta, x):
 
 # ----------------------------------------------------------------- query losses
 def query_loss(jp, z_star: FixedPoint, query: str) -> Callable[[Theta], Any]:
-    """theta -> the scalar loss a gradient query differentiates, on z* and its derivatives."""
-    order = LOSS_ORDER[query]
-    e = jp.direction(query) if order else None
+    """theta -> the scalar loss a gradient query differentiates, on z* and its partials."""
+    if query == "grad":
+        return lambda theta: jp.data_loss(theta, jp.x, z_star(theta, jp.x))
+    physics_loss, partials = jp.physics_query(query)
 
     def loss(theta):
-        z, v, w = derivatives_along(z_star, theta, jp.x, e, order)
-        if order == 0:
-            return jp.data_loss(theta, jp.x, z)
-        if order == 1:
-            return jp.physics_loss(theta, jp.x, z, v)
-        return jp.physics2_loss(theta, jp.x, z, v, w)
+        d = {
+            name: named_partial(z_star, theta, jp.x, [jp.directions[direction] for direction in index])
+            for name, index in partials.items()
+        }
+        return physics_loss(theta, jp.x, z_star(theta, jp.x), d)
 
     return loss
 
@@ -475,5 +490,5 @@ ANSWERS: dict[str, Callable[[Any, FixedPoint, Any], OracleAnswer]] = {
     "jvp": answer_jvp,
     "jvp2": answer_jvp2,
     "hessian": answer_hessian,
-    **{query: gradient_answerer(query) for query in LOSS_ORDER},
+    **{query: gradient_answerer(query) for query in GRADIENT_QUERIES},
 }

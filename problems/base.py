@@ -69,9 +69,9 @@ class Problem:
       what a plain ``deqbench.get_problem(name)`` builds.
     - ``build(self, generator, **knobs)``: set ``self.theta`` (dict of named tensors),
       ``self.x`` (batch, n) and ``self.directions`` (one-character names, each of shape
-      (n,), ``jvp_direction`` among them) from the knobs. Draw random numbers with ``self.randn(generator, ...)``
-      (seeded, identical on every device and dtype) and build tensors in ``self.dtype`` on
-      ``self.device``.
+      (n,), ``jvp_direction`` among them) from the knobs. Draw random numbers with
+      ``self.randn(generator, ...)`` (seeded, identical on every device and dtype) and
+      build tensors in ``self.dtype`` on ``self.device``.
     - ``f(self, theta, x, z)``: the layer, batched over independent samples; z* is its
       attracting fixed point (the oracle checks that it attracts).
 

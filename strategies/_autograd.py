@@ -6,9 +6,13 @@ autograd; every query is then what a PINN practitioner writes: reverse-mode auto
 
 Derivatives with respect to inputs are taken per sample: each sample gets its own offset
 ``s`` along the query's direction (``x + s e``), so one reverse pass gives the derivative of
-every sample at once. A full tangent dz*/ds (m numbers a sample) comes from the
-double-backward trick: ``w(u) = <u, dz/ds>`` is linear in a dummy cotangent ``u``, and
-differentiating ``w`` with respect to ``u`` gives dz/ds in two reverse passes whatever m is.
+every sample at once. A physics loss's named partials (u_t, u_xx, u_txx) get one offset per
+direction they name, and each partial is the derivative of a lower one down its
+multi-index (nested tangents), the way a PINN practitioner writes them with autograd.
+
+A full tangent dz*/ds (m numbers a sample) comes from the double-backward trick:
+``w(u) = <u, dz/ds>`` is linear in a dummy cotangent ``u``, and differentiating ``w`` with
+respect to ``u`` gives dz/ds in two reverse passes whatever m is.
 """
 
 from __future__ import annotations
@@ -138,15 +142,35 @@ class AutogradStrategy(Strategy):
         z = self.z_star(problem, theta, problem.x)
         return self.parameter_gradient(problem.data_loss(theta, problem.x, z), theta)
 
-    def pinn_grad(self, problem: Problem):
+    def named_partials(self, problem: Problem, theta: Theta, partials: dict[str, tuple[str, ...]]):
+        """The inputs, z* and its partials by name, each the derivative of the partial one
+        order lower (``D_txx = D_x D_tx``): one offset per direction named, and every partial
+        kept in the graph (``create_graph``) for the parameter gradient."""
+        names = sorted({direction for index in partials.values() for direction in index})
+        basis = torch.stack([problem.directions[name] for name in names])
+        offsets, xs = self.offset_inputs(problem, basis)
+        known = {(): self.z_star(problem, theta, xs)}
+
+        def partial(index: tuple[str, ...]) -> torch.Tensor:
+            if index not in known:
+                columns = self.input_derivative(partial(index[:-1]), offsets, create_graph=True)
+                for i, name in enumerate(names):  # every direction at once: keep them all
+                    known.setdefault(tuple(sorted((*index[:-1], name))), columns[..., i])
+            return known[index]
+
+        return xs, known[()], {name: partial(index) for name, index in partials.items()}
+
+    def physics_gradient(self, problem: Problem, query: str):
         theta = self.leaf_theta(problem)
-        xs, (z, v) = self.along(problem, "pinn_grad", theta, 1, create_graph=True)
-        return self.parameter_gradient(problem.physics_loss(theta, xs, z, v), theta)
+        loss, partials = problem.physics_query(query)
+        xs, z, d = self.named_partials(problem, theta, partials)
+        return self.parameter_gradient(loss(theta, xs, z, d), theta)
+
+    def pinn_grad(self, problem: Problem):
+        return self.physics_gradient(problem, "pinn_grad")
 
     def pinn2_grad(self, problem: Problem):
-        theta = self.leaf_theta(problem)
-        xs, (z, v, w) = self.along(problem, "pinn2_grad", theta, 2, create_graph=True)
-        return self.parameter_gradient(problem.physics2_loss(theta, xs, z, v, w), theta)
+        return self.physics_gradient(problem, "pinn2_grad")
 
     def hessian(self, problem: Problem):
         eye = torch.eye(problem.n, dtype=problem.dtype, device=problem.device)

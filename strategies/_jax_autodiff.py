@@ -7,7 +7,9 @@ writes: ``jax.jvp`` (nested for higher orders) for derivatives along an input di
 
 Derivatives along a direction ``e`` are taken along the path ``tau -> z*(theta, x + tau e)``:
 every sample moves by the same ``tau e``, and since samples are independent, the derivative
-in ``tau`` of sample b is the directional derivative of z*_b in its own input. The input
+in ``tau`` of sample b is the directional derivative of z*_b in its own input. A physics
+loss's named partials are nested ``jax.jvp`` calls down the multi-index, one direction a
+level (u_txx = D_t D_x D_x u), as a JAX PINN is written. The input
 Hessian uses the same trick with a shared offset ``u`` in R^n: ``d2 z*(theta, x + u)/du2``
 is (batch, m, n, n), with n^2 tangents, not the (batch n)^2 of a Hessian in ``x`` itself.
 
@@ -48,6 +50,20 @@ def along(z_star: FixedPoint, theta, x, e, order: int) -> list:
     return derivatives(order)(jax.numpy.zeros((), x.dtype))
 
 
+def partial(z_star: FixedPoint, theta, x, directions: list):
+    """D_{e_1} .. D_{e_k} z*(theta, x): one ``jax.jvp`` a direction, innermost first, each
+    moving every sample's input along its own copy of e."""
+    jax = import_jax()
+
+    def derivative(function, e):
+        return lambda x_: jax.jvp(function, (x_,), (jax.numpy.broadcast_to(e, x_.shape),))[1]
+
+    function = lambda x_: z_star(theta, x_)  # noqa: E731
+    for e in directions:
+        function = derivative(function, e)
+    return function(x)
+
+
 def input_hessian(z_star: FixedPoint, theta, x):
     """d2 z*_i / dx_k dx_l per sample, (batch, m, n, n): forward over forward mode (n is
     small; reverse mode would need one pass per state entry of every sample)."""
@@ -84,14 +100,22 @@ class JaxAutodiffStrategy(JaxStrategy):
         return import_jax().grad(lambda th: problem.data_loss(th, x, z_star(th, x)))(theta)
 
     def pinn_grad(self, problem, theta, x):
-        return self._physics_gradient(problem, theta, x, "pinn_grad", problem.physics_loss, 1)
+        return self._physics_gradient(problem, theta, x, "pinn_grad")
 
     def pinn2_grad(self, problem, theta, x):
-        return self._physics_gradient(problem, theta, x, "pinn2_grad", problem.physics2_loss, 2)
+        return self._physics_gradient(problem, theta, x, "pinn2_grad")
 
-    def _physics_gradient(self, problem, theta, x, query, loss, order):
-        z_star, e = self.fixed_point(problem), problem.direction(query)
-        return import_jax().grad(lambda th: loss(th, x, *along(z_star, th, x, e, order)))(theta)
+    def _physics_gradient(self, problem, theta, x, query):
+        z_star, (loss, partials) = self.fixed_point(problem), problem.physics_query(query)
+
+        def physics_loss(th):
+            d = {
+                name: partial(z_star, th, x, [problem.directions[direction] for direction in index])
+                for name, index in partials.items()
+            }
+            return loss(th, x, z_star(th, x), d)
+
+        return import_jax().grad(physics_loss)(theta)
 
     def hessian(self, problem, theta, x):
         return {"d2z_dx2": input_hessian(self.fixed_point(problem), theta, x)}

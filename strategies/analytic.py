@@ -15,6 +15,12 @@ one order at a time. For the gradient of a loss on (z*, v_1 .. v_k), the stacked
 (z, v_1 .. v_k) is the fixed point of the Taylor map, whose Jacobian is block lower-triangular
 with J on the diagonal: its adjoint is solved block by block from the highest order down
 (k + 1 solves the size of the original one).
+
+A physics loss on named partials (u_t, u_xx, mixed u_tx, u_txx) needs derivatives along
+several directions. Each is a combination of *pure* derivatives along a few lines, by
+polarization (``deqbench.partials``; DESIGN.md section 2): the lines are stacked along the
+batch, one Taylor chain of the highest order serves them all, and the loss combines the
+chains, so the adjoint pass above is unchanged.
 """
 
 from __future__ import annotations
@@ -181,16 +187,27 @@ class Analytic(Strategy):
 
     @torch.no_grad()
     def pinn_grad(self, problem):
-        return self._physics_gradient(problem, "pinn_grad", problem.physics_loss, 1)
+        return self._physics_gradient(problem, "pinn_grad")
 
     @torch.no_grad()
     def pinn2_grad(self, problem):
-        return self._physics_gradient(problem, "pinn2_grad", problem.physics2_loss, 2)
+        return self._physics_gradient(problem, "pinn2_grad")
 
-    def _physics_gradient(self, problem, query, physics_loss, order):
-        theta, x, e = problem.theta, problem.x, problem.direction(query)
-        (z, *tangents), linear = self._along(problem, query, order)
-        loss = lambda th, z_, *vs: physics_loss(th, x, z_, *vs)  # noqa: E731
+    def _physics_gradient(self, problem, query):
+        """The physics loss's gradient: Taylor chains along the polarization plan's lines,
+        stacked along the batch (line l holds samples l * batch .. (l + 1) * batch - 1)."""
+        physics_loss, plan = problem.physics_query(query)[0], problem.partials_plan(query)
+        theta, batch, lines = problem.theta, problem.batch, len(plan.lines)
+        x = problem.x.repeat(lines, 1)
+        e = torch.stack(plan.direction_vectors(problem.directions)).repeat_interleave(batch, dim=0)
+        z = self.fixed_point(problem, theta, problem.x).repeat(lines, 1)
+        linear = Linearization(problem.f, theta, x, z)
+        tangents = self.tangents(problem, theta, x, e, z, plan.order, linear)
+
+        def loss(th, z_, *vs):
+            chains = [[v[line * batch : (line + 1) * batch] for v in vs] for line in range(lines)]
+            return physics_loss(th, problem.x, z_[:batch], plan.combine(chains))
+
         return self.loss_gradient(problem, loss, theta, x, e, z, tangents, linear)
 
     @torch.no_grad()

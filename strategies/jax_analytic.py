@@ -148,11 +148,24 @@ class JaxAnalytic(JaxStrategy):
         linear = Linearization(problem.f, theta, x, z)
         return [z, *self.tangents(problem, theta, x, e, z, order, linear)], linear
 
-    def physics_gradient(self, problem, theta, x, query, physics_loss, order):
-        e = problem.direction(query)
-        (z, *tangents), linear = self.along(problem, theta, x, e, order)
-        loss = lambda th, z_, *vs: physics_loss(th, x, z_, *vs)  # noqa: E731
-        return self.loss_gradient(problem, loss, theta, x, e, z, tangents, linear)
+    def physics_gradient(self, problem, theta, x, query):
+        """As torch `analytic`: Taylor chains along the polarization plan's lines, stacked
+        along the batch (line l holds samples l * batch .. (l + 1) * batch - 1), combined
+        into the named partials inside the loss."""
+        jnp = import_jax().numpy
+        physics_loss, plan = problem.physics_query(query)[0], problem.partials_plan(query)
+        batch, lines = x.shape[0], len(plan.lines)
+        stacked_x = jnp.tile(x, (lines, 1))
+        e = jnp.repeat(jnp.stack(plan.direction_vectors(problem.directions)), batch, axis=0)
+        z = jnp.tile(self.fixed_point(problem, theta, x), (lines, 1))
+        linear = Linearization(problem.f, theta, stacked_x, z)
+        tangents = self.tangents(problem, theta, stacked_x, e, z, plan.order, linear)
+
+        def loss(th, z_, *vs):
+            chains = [[v[line * batch : (line + 1) * batch] for v in vs] for line in range(lines)]
+            return physics_loss(th, x, z_[:batch], plan.combine(chains))
+
+        return self.loss_gradient(problem, loss, theta, stacked_x, e, z, tangents, linear)
 
     # -------------------------------------------------------------- queries
     def forward(self, problem, theta, x):
@@ -172,10 +185,10 @@ class JaxAnalytic(JaxStrategy):
         return self.loss_gradient(problem, loss, theta, x, e, z, [], linear)
 
     def pinn_grad(self, problem, theta, x):
-        return self.physics_gradient(problem, theta, x, "pinn_grad", problem.physics_loss, 1)
+        return self.physics_gradient(problem, theta, x, "pinn_grad")
 
     def pinn2_grad(self, problem, theta, x):
-        return self.physics_gradient(problem, theta, x, "pinn2_grad", problem.physics2_loss, 2)
+        return self.physics_gradient(problem, theta, x, "pinn2_grad")
 
     def hessian(self, problem, theta, x):
         """All second derivatives at once by polarisation, batched over direction pairs.

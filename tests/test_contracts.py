@@ -203,6 +203,59 @@ def test_every_shipped_problem_keeps_its_contract(cls):
 
 def test_the_problem_docstring_lists_the_contract():
     names = ["name", "presets", "build", "f", "description", "data_loss", "output", "physics_loss"]
-    names += ["physics2_loss", "reference", "z_init", "hessian_max_n", "m"]
+    names += ["physics2_loss", "physics_partials", "physics2_partials", "jvp_direction"]
+    names += ["reference", "z_init", "hessian_max_n", "m"]
     assert [name for name in names if not re.search(rf"``{name}\b", Problem.__doc__)] == []
     assert "Required" in Problem.__doc__ and "Optional" in Problem.__doc__
+
+
+class TwoDirections(Problem):  # unregistered (no name): a base for the partials checks
+    presets = SIZES
+
+    def build(self, generator, *, m, n, batch):
+        build_small(self, generator, m, n, batch)
+        self.directions["x"] = torch.eye(n, dtype=self.dtype)[1]
+
+    def f(self, theta, x, z):
+        return tanh_layer(theta, x, z)
+
+    def physics_loss(self, theta, x, z, d):
+        return sum(value.square().mean() for value in d.values())
+
+
+@pytest.mark.parametrize(
+    ("partials", "message"),
+    [
+        ({"u_q": "q"}, r"physics_partials: partial 'q' names directions \['q'\] .*known: t, x"),
+        ({"u_tttx": "tttx"}, r"physics_partials: a partial derivative has order 1 to 3; got 'tttx'"),
+        ({"u": ""}, r"order 1 to 3; got ''"),
+    ],
+)
+def test_a_partial_the_problem_cannot_take_is_refused_at_build(partials, message):
+    class BadPartials(TwoDirections):
+        physics_partials = partials
+
+    with pytest.raises(TypeError, match=message):
+        BadPartials("quick")
+
+
+def test_named_partials_are_sorted_multi_indices_and_pose_the_query():
+    class Mixed(TwoDirections):
+        physics_partials = {"u_xt": "xt", "u_txx": ("x", "t", "x")}
+
+    problem = Mixed("quick")
+    problem.name = "mixed"  # unregistered: named here for the messages
+    assert problem.physics_query("pinn_grad")[1] == {"u_xt": ("t", "x"), "u_txx": ("t", "x", "x")}
+    assert problem.unsupported_reason("pinn_grad") is None
+    assert "physics2_loss" in problem.unsupported_reason("pinn2_grad")
+    assert problem.partials_plan("pinn_grad").order == 3
+
+
+def test_a_direction_name_is_one_character():
+    class LongName(TwoDirections):
+        def build(self, generator, *, m, n, batch):
+            super().build(generator, m=m, n=n, batch=batch)
+            self.directions["time"] = self.directions.pop("x")
+
+    with pytest.raises(TypeError, match=r"direction name 'time' must be one character"):
+        LongName("quick")

@@ -62,7 +62,7 @@ def test_the_initial_condition_term_counts_only_the_t0_samples():
     y = problem.output(theta, z)
     # the least-squares dz with dz @ C.T = rhs(y, v): C has full row rank (4 < m)
     dz = torch.linalg.lstsq(theta["C"], problem.ode_rhs(y, x[:, 5:7]).T).solution.T
-    loss = float(problem.physics_loss(theta, x, z, dz))
+    loss = float(problem.physics_loss(theta, x, z, {"z_t": dz}))
     t0 = x[:, 0] == 0
     expected = float(((y[t0] - x[t0, 1:5]) ** 2).sum(dim=1).mean())
     assert loss == pytest.approx(expected, rel=1e-10)

@@ -245,13 +245,17 @@ class OtherDataLoss(TanhDEQ):
 
 
 class OtherPhysicsLoss(TanhDEQ):
-    def physics_loss(self, theta, x, z, dz):
-        return (dz - z).square().sum(dim=1).mean()
+    def physics_loss(self, theta, x, z, d):
+        return (d["z_t"] - z).square().sum(dim=1).mean()
 
 
 class OtherPhysics2Loss(TanhDEQ):
-    def physics2_loss(self, theta, x, z, dz, d2z):
-        return (d2z - z).square().sum(dim=1).mean()
+    def physics2_loss(self, theta, x, z, d):
+        return (d["z_xx"] - z).square().sum(dim=1).mean()
+
+
+class OtherPartials(TanhDEQ):  # the same loss on a partial along another direction
+    physics2_partials = {"z_xx": "tt"}
 
 
 class OtherHead(TanhDEQ):
@@ -265,7 +269,16 @@ class OtherDirection(TanhDEQ):
 
 
 @pytest.mark.parametrize(
-    "variant", [SteeperTanh, OtherDataLoss, OtherPhysicsLoss, OtherPhysics2Loss, OtherHead, OtherDirection]
+    "variant",
+    [
+        SteeperTanh,
+        OtherDataLoss,
+        OtherPhysicsLoss,
+        OtherPhysics2Loss,
+        OtherPartials,
+        OtherHead,
+        OtherDirection,
+    ],
 )
 def test_an_edited_layer_loss_head_or_direction_changes_the_fingerprint(tanh, variant):
     edited = variant("quick")
