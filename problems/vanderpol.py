@@ -5,7 +5,9 @@
 A DEQ ``z = tanh(A t + B z + b)`` with a linear head ``y = C z + c`` is evaluated at
 collocation times. The data loss compares y with the ODE's solution (the problem's
 reference trajectory, from scipy at tight tolerances); the physics loss is the first-order
-residual on (y, dy/dt), and pinn2_grad uses the second-order form
+residual on (y, dy/dt) at every collocation time plus the initial-condition term
+``|y(0) - y0|^2`` on the samples at t = 0 (the first collocation time; a float mask, the
+same in torch and JAX), and pinn2_grad uses the second-order form
 ``y1'' - mu (1 - y1^2) y1' + y1 = 0``.
 """
 
@@ -40,6 +42,8 @@ class VanDerPol(Problem):
         self.x = torch.linspace(0, self.t_end, batch, dtype=self.dtype, device=self.device)[:, None]
         self.directions = {"t": torch.ones(1, dtype=self.dtype, device=self.device)}
         self.trajectory = self.solve_ode()
+        #: 1.0 on the samples at t = 0, where the initial-condition term applies
+        self.ic_mask = (self.x[:, 0] == 0).to(self.dtype)
 
     def f(self, theta, x, z):
         return self.xp.tanh(x @ theta["A"].T + z @ theta["B"].T + theta["b"])
@@ -74,7 +78,12 @@ class VanDerPol(Problem):
         y, dy = self.output(theta, z), d["z_t"] @ theta["C"].T
         r1 = dy[:, 0] - y[:, 1]
         r2 = dy[:, 1] - self.mu * (1 - y[:, 0] ** 2) * y[:, 1] + y[:, 0]
-        return self.xp.mean(r1**2 + r2**2)
+        return self.xp.mean(r1**2 + r2**2) + self.initial_condition_loss(y)
+
+    def initial_condition_loss(self, y):
+        """Squared distance of y from y0, summed over the samples at t = 0."""
+        miss = (y[:, 0] - self.y0[0]) ** 2 + (y[:, 1] - self.y0[1]) ** 2
+        return self.xp.sum(self.ic_mask * miss)
 
     def physics2_loss(self, theta, x, z, d):
         y1 = self.output(theta, z)[:, 0]
