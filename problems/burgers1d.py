@@ -39,7 +39,7 @@ import math
 import numpy as np
 import torch
 
-from deqbench.problems.pde import CoordinatePIDEQ, named
+from deqbench.problems.pde import TimeSpacePIDEQ, named, sized
 
 PI = math.pi
 VISCOSITY = 0.01 / PI
@@ -62,17 +62,11 @@ def cole_hopf(t: torch.Tensor, x: torch.Tensor, *, nodes: int, nu: float = VISCO
     return -(torch.softmax(logits, dim=-1) * torch.sin(PI * shifted)).sum(dim=-1)
 
 
-class Burgers1D(CoordinatePIDEQ):
+class Burgers1D(TimeSpacePIDEQ):
     name = "burgers1d"
     description = "PIDEQ on viscous Burgers (nu = 0.01/pi, u0 = -sin(pi x)), Cole-Hopf reference; gPINN"
-    presets = {
-        "quick": {"m": 8, "batch": 16, "rho": 0.8},
-        "default": {"m": 32, "batch": 64, "rho": 0.8},
-        "large": {"m": 256, "batch": 256, "rho": 0.8},
-    }
-    coordinates = ("t", "x")
+    presets = sized()
     domain = ((0.0, 1.0), (-1.0, 1.0))
-    faces = (("t", 0.0), ("x", -1.0), ("x", 1.0))
     physics_partials = named("t", "x", "xx")
     physics2_partials = named("t", "x", "xx", "tx", "xxx")
     nu = VISCOSITY
@@ -83,10 +77,8 @@ class Burgers1D(CoordinatePIDEQ):
         """The Cole-Hopf reference (batch, 1); torch only (it is computed once, at build)."""
         return cole_hopf(x[:, 0], x[:, 1], nodes=self.hermite_nodes)[:, None]
 
-    def boundary_data(self, x):
-        """-sin(pi x) at t = 0; zero at x = -1, 1."""
-        t, space = x[:, 0:1], x[:, 1:2]
-        return -torch.sin(PI * space) * (t == 0)
+    def initial_condition(self, space):
+        return -self.xp.sin(PI * space)
 
     def residual(self, x, u, du):
         return du["t"] + u * du["x"] - self.nu * du["xx"]

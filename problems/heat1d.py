@@ -16,22 +16,15 @@ The model, samples and losses are those of :mod:`deqbench.problems.pde`:
 
 import math
 
-from deqbench.problems.pde import CoordinatePIDEQ, named
+from deqbench.problems.pde import TimeSpacePIDEQ, named, sized
 
 PI = math.pi
 
 
-class Heat1D(CoordinatePIDEQ):
+class Heat1D(TimeSpacePIDEQ):
     name = "heat1d"
     description = "PIDEQ on u_t = kappa u_xx, u = sin(pi x) exp(-kappa pi^2 t); gPINN second loss"
-    presets = {
-        "quick": {"m": 8, "batch": 16, "rho": 0.8, "kappa": 0.1},
-        "default": {"m": 32, "batch": 64, "rho": 0.8, "kappa": 0.1},
-        "large": {"m": 256, "batch": 256, "rho": 0.8, "kappa": 0.1},
-    }
-    coordinates = ("t", "x")
-    domain = ((0.0, 1.0), (0.0, 1.0))
-    faces = (("t", 0.0), ("x", 0.0), ("x", 1.0))
+    presets = sized(kappa=0.1)
     physics_partials = named("t", "xx")
     physics2_partials = named("t", "xx", "tx", "xxx")
 
@@ -39,10 +32,8 @@ class Heat1D(CoordinatePIDEQ):
         t, space = x[:, 0:1], x[:, 1:2]
         return self.xp.sin(PI * space) * self.xp.exp(-self.kappa * PI**2 * t)
 
-    def boundary_data(self, x):
-        """sin(pi x) at t = 0; zero on the sides x = 0, 1."""
-        t, space = x[:, 0:1], x[:, 1:2]
-        return self.xp.sin(PI * space) * (t == 0)
+    def initial_condition(self, space):
+        return self.xp.sin(PI * space)
 
     def residual(self, x, u, du):
         return du["t"] - self.kappa * du["xx"]

@@ -15,21 +15,13 @@ The model, samples and losses are those of :mod:`deqbench.problems.pde`:
 ``jvp`` differentiates along x.
 """
 
-from deqbench.problems.pde import CoordinatePIDEQ, named
+from deqbench.problems.pde import UnitSquarePIDEQ, named, sized
 
 
-class MongeAmpere2D(CoordinatePIDEQ):
+class MongeAmpere2D(UnitSquarePIDEQ):
     name = "mongeampere2d"
     description = "PIDEQ on det D2u = f (Monge-Ampere), u = exp((x^2 + y^2)/2); mixed partial u_xy"
-    presets = {
-        "quick": {"m": 8, "batch": 16, "rho": 0.8},
-        "default": {"m": 32, "batch": 64, "rho": 0.8},
-        "large": {"m": 256, "batch": 256, "rho": 0.8},
-    }
-    jvp_direction = "x"
-    coordinates = ("x", "y")
-    domain = ((0.0, 1.0), (0.0, 1.0))
-    faces = (("x", 0.0), ("x", 1.0), ("y", 0.0), ("y", 1.0))
+    presets = sized()
     physics_partials = named("xx", "yy", "xy")
     physics2_partials = named("xx", "yy", "xy", "xxx", "xyy", "xxy")
 

@@ -37,6 +37,15 @@ import torch
 from deqbench.problems.base import Problem
 from deqbench.problems.tanh import spectral_scaled
 
+#: (m, batch) of the presets every family has: quick for CI, default, large.
+SIZES = {"quick": (8, 16), "default": (32, 64), "large": (256, 256)}
+
+
+def sized(**coefficients) -> dict[str, dict]:
+    """The quick / default / large presets: ``m``, ``batch``, ``rho`` = 0.8 and the equation's
+    coefficients (the same in every preset; ``--size`` overrides them by name)."""
+    return {name: {"m": m, "batch": batch, "rho": 0.8, **coefficients} for name, (m, batch) in SIZES.items()}
+
 
 def named(*specs: str) -> dict[str, str]:
     """Partials named by their own multi-index: ``named("t", "xx") == {"t": "t", "xx": "xx"}``."""
@@ -49,8 +58,10 @@ class CoordinatePIDEQ(Problem):
     A family sets ``coordinates`` (one character each: the direction names), ``domain`` (one
     ``(low, high)`` per coordinate), ``faces`` (``(coordinate, value)`` pairs carrying data),
     ``physics_partials`` and ``physics2_partials``, and defines ``solution``,
-    ``boundary_data``, ``residual`` and ``gpinn_residual``. Its presets name ``m``, ``batch``,
-    ``rho`` and its equation's coefficients, which become attributes of the same name.
+    ``boundary_data``, ``residual`` and ``gpinn_residual``; :class:`TimeSpacePIDEQ` and
+    :class:`UnitSquarePIDEQ` below set the first three for the two kinds of box. Its presets
+    (:func:`sized`) name ``m``, ``batch``, ``rho`` and its equation's coefficients, which
+    become attributes of the same name.
     """
 
     backends = ("torch", "jax")
@@ -143,3 +154,35 @@ class CoordinatePIDEQ(Problem):
         u, du = self.output(theta, z), self.head_partials(theta, d)
         gpinn = self.residual(x, u, du) ** 2 + self.gpinn_weight * self.gpinn_residual(x, u, du) ** 2
         return self.masked_mean(self.interior_mask, gpinn) + self.boundary_loss(u)
+
+
+class TimeSpacePIDEQ(CoordinatePIDEQ):
+    """An evolution equation in (t, x): data on the faces t = t_low (the initial condition) and
+    x = x_low, x_high (homogeneous Dirichlet); ``jvp`` along t. A family defines
+    ``initial_condition(space)``, u at t = t_low, (batch, 1). Abstract (no name)."""
+
+    coordinates = ("t", "x")
+    domain = ((0.0, 1.0), (0.0, 1.0))
+
+    @property
+    def faces(self):
+        (t_low, _), (x_low, x_high) = self.domain
+        return (("t", t_low), ("x", x_low), ("x", x_high))
+
+    def initial_condition(self, space):
+        raise NotImplementedError
+
+    def boundary_data(self, x):
+        """The initial condition on the face t = t_low; zero on the sides."""
+        t, space = x[:, 0:1], x[:, 1:2]
+        return self.initial_condition(space) * (t == self.domain[0][0])
+
+
+class UnitSquarePIDEQ(CoordinatePIDEQ):
+    """A boundary-value problem on (x, y) in [0, 1]^2 with data on the four edges; ``jvp``
+    along x. Abstract (no name)."""
+
+    coordinates = ("x", "y")
+    domain = ((0.0, 1.0), (0.0, 1.0))
+    faces = (("x", 0.0), ("x", 1.0), ("y", 0.0), ("y", 1.0))
+    jvp_direction = "x"

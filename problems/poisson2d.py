@@ -16,23 +16,15 @@ The model, samples and losses are those of :mod:`deqbench.problems.pde`:
 
 import math
 
-from deqbench.problems.pde import CoordinatePIDEQ, named
+from deqbench.problems.pde import UnitSquarePIDEQ, named, sized
 
 PI = math.pi
 
 
-class Poisson2D(CoordinatePIDEQ):
+class Poisson2D(UnitSquarePIDEQ):
     name = "poisson2d"
     description = "PIDEQ on -lap u = 2 pi^2 sin(pi x) sin(pi y) on the unit square; gPINN second loss"
-    presets = {
-        "quick": {"m": 8, "batch": 16, "rho": 0.8},
-        "default": {"m": 32, "batch": 64, "rho": 0.8},
-        "large": {"m": 256, "batch": 256, "rho": 0.8},
-    }
-    jvp_direction = "x"
-    coordinates = ("x", "y")
-    domain = ((0.0, 1.0), (0.0, 1.0))
-    faces = (("x", 0.0), ("x", 1.0), ("y", 0.0), ("y", 1.0))
+    presets = sized()
     physics_partials = named("xx", "yy")
     physics2_partials = named("xx", "yy", "xxx", "xyy")
 

@@ -17,22 +17,15 @@ The model, samples and losses are those of :mod:`deqbench.problems.pde`:
 
 import math
 
-from deqbench.problems.pde import CoordinatePIDEQ, named
+from deqbench.problems.pde import TimeSpacePIDEQ, named, sized
 
 PI = math.pi
 
 
-class Wave1D(CoordinatePIDEQ):
+class Wave1D(TimeSpacePIDEQ):
     name = "wave1d"
     description = "PIDEQ on u_tt = c^2 u_xx, standing wave sin(pi x) cos(c pi t); gPINN second loss"
-    presets = {
-        "quick": {"m": 8, "batch": 16, "rho": 0.8, "c": 1.0},
-        "default": {"m": 32, "batch": 64, "rho": 0.8, "c": 1.0},
-        "large": {"m": 256, "batch": 256, "rho": 0.8, "c": 1.0},
-    }
-    coordinates = ("t", "x")
-    domain = ((0.0, 1.0), (0.0, 1.0))
-    faces = (("t", 0.0), ("x", 0.0), ("x", 1.0))
+    presets = sized(c=1.0)
     physics_partials = named("t", "tt", "xx")
     physics2_partials = named("tt", "xx", "ttx", "xxx")
 
@@ -45,10 +38,8 @@ class Wave1D(CoordinatePIDEQ):
         t, space = x[:, 0:1], x[:, 1:2]
         return self.xp.sin(PI * space) * self.xp.cos(self.c * PI * t)
 
-    def boundary_data(self, x):
-        """sin(pi x) at t = 0; zero on the sides x = 0, 1."""
-        t, space = x[:, 0:1], x[:, 1:2]
-        return self.xp.sin(PI * space) * (t == 0)
+    def initial_condition(self, space):
+        return self.xp.sin(PI * space)
 
     def residual(self, x, u, du):
         return du["tt"] - self.c**2 * du["xx"]
