@@ -1,17 +1,16 @@
-"""The PDE families: residuals of the reference, boundary terms, masks, contraction, torch = JAX.
+"""The PDE families: residuals of the reference, boundary terms, masks, contraction.
 
 The reference partials are taken by torch autograd on each family's ``solution`` (a closed
 form, or Burgers' Cole-Hopf quadrature), never by a strategy: these checks hold whatever
 the strategies do. (Every strategy x query on these problems is verified against the
-oracles by `tests/test_verification.py`.)
+oracles by `tests/test_verification.py`; torch and JAX giving the same values by
+`tests/test_backends.py`.)
 """
 
-import numpy as np
 import pytest
 import torch
 
 import deqbench
-from deqbench.backends import to_numpy
 from deqbench.problems.burgers1d import cole_hopf
 
 FAMILIES = ["heat1d", "wave1d", "poisson2d", "burgers1d", "mongeampere2d"]
@@ -153,33 +152,6 @@ def test_the_quick_presets_stay_small():
     for name in FAMILIES:
         problem = deqbench.get_problem(name, "quick")
         assert problem.m == 8 and problem.batch <= 16 and problem.n == 2
-
-
-# ------------------------------------------------------- torch and JAX
-def evaluations(problem, z, d):
-    theta, x = problem.theta, problem.x
-    return {
-        "f": problem.f(theta, x, z),
-        "data_loss": problem.data_loss(theta, x, z),
-        "physics_loss": problem.physics_loss(theta, x, z, {k: d[k] for k in problem.physics_partials}),
-        "physics2_loss": problem.physics2_loss(theta, x, z, {k: d[k] for k in problem.physics2_partials}),
-    }
-
-
-def test_torch_and_jax_give_the_same_values(problem):
-    """(tests/test_backends.py does this for every problem once it passes partials as a dict.)"""
-    jax_problem = problem.for_backend("jax")
-    generator = torch.Generator().manual_seed(1)
-    draw = lambda: 0.5 * torch.randn(problem.batch, problem.m, generator=generator, dtype=torch.float64)  # noqa: E731
-    z, d = draw(), {name: draw() for name in all_partials(problem)}
-    torch_values = evaluations(problem, z, d)
-    jax_values = evaluations(
-        jax_problem, jax_problem.on_backend(z), {k: jax_problem.on_backend(v) for k, v in d.items()}
-    )
-    for key, value in torch_values.items():
-        assert type(jax_values[key]).__module__.startswith("jax"), key
-        expected, got = to_numpy(value), to_numpy(jax_values[key])
-        assert np.abs(got - expected).max() <= 1e-13 * max(1.0, np.abs(expected).max()), key
 
 
 # ------------------------------------------------------- Burgers' reference
