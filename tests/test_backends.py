@@ -15,7 +15,7 @@ import torch
 
 import deqbench
 from deqbench.backends import to_numpy
-from deqbench.problems.base import PROBLEMS, FunctionProblem
+from deqbench.problems.base import PHYSICS_QUERIES, PROBLEMS, FunctionProblem
 
 JAX_PROBLEMS = [name for name in PROBLEMS.names() if "jax" in PROBLEMS.get(name).backends]
 ROUNDING = 1e-13
@@ -25,17 +25,25 @@ def test_every_shipped_problem_runs_under_jax():
     assert set(JAX_PROBLEMS) >= {"tanh", "vanderpol", "planted", "linear"}
 
 
-def evaluations(problem, z, *partials):
-    """Everything a problem's equations compute, at given states (the partials of a physics
-    loss take the given arrays in turn)."""
+def random_states(problem, generator):
+    """A state z and a dict with a random (batch, m) array for every partial a loss names."""
+    names = sorted({*problem.physics_partials, *problem.physics2_partials})
+    draws = [0.5 * torch.randn(problem.batch, problem.m, generator=generator, dtype=torch.float64)]
+    draws += [
+        0.5 * torch.randn(problem.batch, problem.m, generator=generator, dtype=torch.float64) for _ in names
+    ]
+    return draws[0], dict(zip(names, draws[1:], strict=True))
+
+
+def evaluations(problem, z, d):
+    """Everything a problem's equations compute, at a given state and partials."""
     theta, x = problem.theta, problem.x
     values = {"f": problem.f(theta, x, z), "output": problem.output(theta, z)}
     values["data_loss"] = problem.data_loss(theta, x, z)
-    for query in ("pinn_grad", "pinn2_grad"):
-        loss, names = problem.physics_query(query)
+    for loss_name, partials_name in PHYSICS_QUERIES.values():
+        loss = getattr(problem, loss_name)
         if loss is not None:
-            d = {name: partials[i % len(partials)] for i, name in enumerate(names)}
-            values[query] = loss(theta, x, z, d)
+            values[loss_name] = loss(theta, x, z, {name: d[name] for name in getattr(problem, partials_name)})
     return values
 
 
@@ -43,13 +51,10 @@ def evaluations(problem, z, *partials):
 def test_one_definition_gives_the_same_values_in_torch_and_jax(name):
     problem = deqbench.get_problem(name, "quick")
     jax_problem = problem.for_backend("jax")
-    generator = torch.Generator().manual_seed(1)
-    states = [
-        0.5 * torch.randn(problem.batch, problem.m, generator=generator, dtype=torch.float64)
-        for _ in range(5)
-    ]
-    torch_values = evaluations(problem, *states)
-    jax_values = evaluations(jax_problem, *(jax_problem.on_backend(s) for s in states))
+    z, d = random_states(problem, torch.Generator().manual_seed(1))
+    torch_values = evaluations(problem, z, d)
+    jax_d = {name: jax_problem.on_backend(value) for name, value in d.items()}
+    jax_values = evaluations(jax_problem, jax_problem.on_backend(z), jax_d)
     assert set(jax_values) == set(torch_values)
     for key, value in torch_values.items():
         assert type(jax_values[key]).__module__.startswith("jax"), key
