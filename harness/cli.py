@@ -199,6 +199,16 @@ def interrupt_on_termination() -> None:
 
 
 # ----------------------------------------------------------------------- list
+def physics_partials_text(problem) -> str:
+    """The named partials each physics query's loss uses, one line a query ("" for none)."""
+    lines = []
+    for query in ("pinn_grad", "pinn2_grad"):
+        loss, partials = problem.physics_query(query)
+        if loss is not None:
+            lines.append(f"{query}: " + ", ".join("".join(index) for index in partials.values()))
+    return "\n".join(lines)
+
+
 @main.command("list")
 def list_command() -> None:
     """Strategies (backend, queries), problems (sizes, directions, queries) and queries."""
@@ -224,7 +234,7 @@ def list_command() -> None:
     console.print(strategies)
 
     problems = Table(title="problems", title_justify="left")
-    for column in ("name", "sizes", "backends", "directions", "queries (quick)", "description"):
+    for column in ("name", "sizes", "backends", "directions", "queries (quick)", "partials", "description"):
         problems.add_column(column)
     for name in problem_names():
         cls = PROBLEMS.get(name)
@@ -232,9 +242,9 @@ def list_command() -> None:
         instance = cls("quick" if "quick" in cls.presets else next(iter(cls.presets)))
         directions = ", ".join(instance.directions)
         backends = ", ".join(cls.backends)
-        problems.add_row(
-            name, sizes, backends, directions, ", ".join(supported_queries(instance)), cls.description
-        )
+        queries_text = ", ".join(supported_queries(instance))
+        partials = physics_partials_text(instance)
+        problems.add_row(name, sizes, backends, directions, queries_text, partials, cls.description)
     console.print(problems)
 
     queries = Table(title="queries", title_justify="left")
