@@ -435,6 +435,12 @@ def write_cell(training: CellTraining, rows: pd.DataFrame, folder: RunFolder) ->
         ) from None
 
 
+def stopped_exact_cells(rows: pd.DataFrame) -> list[str]:
+    """Cells of a strategy claiming its gradient exact that did not train to the end."""
+    cells = rows.drop_duplicates("cell")
+    return list(cells[cells["expected_exact"] & (cells["status"] != Status.OK)]["cell"])
+
+
 def train(
     strategies: str = "analytic,iterative-backward,unrolled,implicit-vjp",
     problems: str = "vanderpol",
