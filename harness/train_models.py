@@ -20,7 +20,7 @@ computed by a torch ``analytic`` pass at the same parameters, outside the timed 
 :class:`MlpPinn` is the baseline of the PIDEQ work: a plain PINN, ``z(x) = tanh(W2 tanh(W1
 x + b1) + b2)`` (both layers m wide) under the problem's own head and losses, its input
 partials by nested forward mode (``torch.func.jvp``) and the gradient by reverse mode. Its
-parameter count is the DEQ's plus n + m (two m-wide layers instead of one layer and B).
+parameter count is the DEQ's plus m: W1 and W2 take the places of A and B, with one more bias.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Gradient:
 def as_torch(values: dict[str, Any], like: torch.Tensor) -> Theta:
     """A dict of arrays (JAX or torch) as torch tensors of ``like``'s dtype and device."""
     return {
-        name: torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v).to(like)
+        name: torch.as_tensor(np.array(v) if not isinstance(v, torch.Tensor) else v).to(like)
         for name, v in values.items()
     }
 
