@@ -12,7 +12,6 @@ import warnings
 from pathlib import Path
 
 import click
-from click.core import ParameterSource
 from rich.table import Table
 
 import deqbench
@@ -21,8 +20,11 @@ from deqbench.harness.cache_cli import cache
 from deqbench.harness.cli_common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    check_resume_alone,
     fail,
     interrupt_on_termination,
+    out_option,
+    print_resuming,
     settings_options,
     stdout_console,
 )
@@ -56,13 +58,7 @@ def one_line_warning(message, category, filename, lineno, file=None, line=None) 
 # ------------------------------------------------------------------------ run
 @main.command("run")
 @settings_options
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Results folder, new or empty. [default: results/<timestamp>-<id>]",
-)
+@out_option
 @click.option(
     "--resume",
     type=click.Path(path_type=Path),
@@ -132,10 +128,7 @@ def run_command(
     try:
         cell_executor = make_executor(executor, scheduler, workers)
         if resume is not None:
-            extra = [o for o in [*options(), "out"] if ctx.get_parameter_source(o) != ParameterSource.DEFAULT]
-            if extra:
-                flags = ", ".join(options()[o].flag if o in options() else "--out" for o in extra)
-                raise BadInput(f"--resume takes its settings from DIR/run.json; drop {flags}")
+            check_resume_alone(ctx, options())
             settings, folder, record = runner.resume_settings(resume)
         else:
             settings = make_settings(**given)
@@ -145,8 +138,7 @@ def run_command(
     console = stdout_console()
     console.print(f"results: {folder.path}", highlight=False)
     if resume is not None:
-        done, total = len(folder.finished()), len(record["cells"])
-        console.print(f"resuming: {done} of {total} cells already finished", highlight=False)
+        print_resuming(console, folder, record)
     try:
         with ProgressReporter() as reporter:
             rows = runner.execute(settings, folder, record, reporter=reporter, executor=cell_executor)
@@ -226,10 +218,15 @@ def open_run(directory: Path) -> RunFolder:
 @main.command("show")
 @click.argument("directory", type=click.Path(path_type=Path))
 def show_command(directory: Path) -> None:
-    """The summary table of an existing run (finished cells so far)."""
+    """The summary table of an existing run (finished cells so far); of a training run, its
+    final table."""
     folder = open_run(directory)
     rows = folder.read()
     console = stdout_console()
+    if folder.load().get("kind") == "train":  # a training run (deqbench train): its final table
+        from deqbench.harness.train_report import final_table, print_final_table
+
+        return print_final_table(final_table(rows, [folder.path]), console) if not rows.empty else None
     planned = folder.load()["cells"]
     finished = results.cell_statuses(rows)["cell"].nunique() if not rows.empty else 0
     if finished < len(planned):

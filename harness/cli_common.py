@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -25,6 +26,16 @@ def fail(message: str) -> None:
     """Bad input: one line on stderr, exit code 2."""
     click.echo(f"deqbench: error: {message}", err=True)
     sys.exit(EXIT_BAD_INPUT)
+
+
+#: --out of the commands that write a results folder (run, train).
+out_option = click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Results folder, new or empty. [default: results/<timestamp>-<id>]",
+)
 
 
 def settings_options(command, defined=options):
@@ -53,3 +64,20 @@ def interrupt_on_termination() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupt)
+
+
+def check_resume_alone(ctx: click.Context, defined: dict) -> None:
+    """--resume takes its settings from run.json: any setting (or --out) given is bad input."""
+    from click.core import ParameterSource
+
+    from deqbench.harness.settings import BadInput
+
+    extra = [o for o in [*defined, "out"] if ctx.get_parameter_source(o) != ParameterSource.DEFAULT]
+    if extra:
+        flags = ", ".join(defined[o].flag if o in defined else "--out" for o in extra)
+        raise BadInput(f"--resume takes its settings from DIR/run.json; drop {flags}")
+
+
+def print_resuming(console, folder, record) -> None:
+    done, total = len(folder.finished()), len(record["cells"])
+    console.print(f"resuming: {done} of {total} cells already finished", highlight=False)

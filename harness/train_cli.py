@@ -12,15 +12,17 @@ import sys
 from pathlib import Path
 
 import click
-from click.core import ParameterSource
 from rich.console import Console
 from rich.progress import Progress
 
 from deqbench.harness.cli_common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    check_resume_alone,
     fail,
     interrupt_on_termination,
+    out_option,
+    print_resuming,
     settings_options,
     stdout_console,
 )
@@ -66,13 +68,7 @@ def train_settings_options(command):
 
 @click.command("train")
 @train_settings_options
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Results folder, new or empty. [default: results/<timestamp>-<id>]",
-)
+@out_option
 @click.option(
     "--resume",
     type=click.Path(path_type=Path),
@@ -108,10 +104,7 @@ def train_command(ctx: click.Context, out: Path | None, resume: Path | None, **g
     interrupt_on_termination()
     try:
         if resume is not None:
-            extra = [o for o in train_options() if ctx.get_parameter_source(o) != ParameterSource.DEFAULT]
-            if extra or out is not None:
-                flags = ", ".join([train_options()[o].flag for o in extra] + (["--out"] if out else []))
-                raise BadInput(f"--resume takes its settings from DIR/run.json; drop {flags}")
+            check_resume_alone(ctx, train_options())
             settings, folder, record = train.resume_training(resume)
         else:
             from deqbench.harness.train_settings import make_train_settings
@@ -123,9 +116,7 @@ def train_command(ctx: click.Context, out: Path | None, resume: Path | None, **g
     console = stdout_console()
     console.print(f"results: {folder.path}", highlight=False)
     if resume is not None:
-        console.print(
-            f"resuming: {len(folder.finished())} of {len(record['cells'])} cells finished", highlight=False
-        )
+        print_resuming(console, folder, record)
     try:
         with StepProgress() as progress:
             rows = train.execute_training(settings, folder, record, progress)

@@ -63,6 +63,14 @@ def draw_lines(ax, data: pd.DataFrame, x: str, y: str) -> list[str]:
     return drawn
 
 
+def finish(fig, name: str, title: str, caption: str, drawn: list[str], out: Path, formats) -> Made:
+    """Title, layout and the strategies' legend; the figure saved."""
+    fig.suptitle(title, x=0.01, ha="left")
+    fig.tight_layout()
+    strategy_legend(fig, drawn, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return Made(name, title, caption, save(fig, out, name, formats))
+
+
 def loss_curves(steps: pd.DataFrame, problem: str, out: Path, formats: list[str]) -> Made | Skipped:
     name, title = f"train_loss_{problem}", f"{problem}: training loss against step and against wall time"
     data = steps[steps["loss"].notna()] if "loss" in steps else steps.iloc[:0]
@@ -75,15 +83,12 @@ def loss_curves(steps: pd.DataFrame, problem: str, out: Path, formats: list[str]
     by_step.set_xlabel("Adam step")
     by_time.set_xlabel("training wall time [s] (steps only)")
     by_step.set_ylabel("training loss (physics + initial condition)\n(lower is better)")
-    fig.suptitle(title, x=0.01, ha="left")
-    fig.tight_layout()
-    strategy_legend(fig, drawn, loc="center left", bbox_to_anchor=(1.0, 0.5))
     caption = (
         "The loss each step's gradient was taken at (before its update): median over seeds, band from "
         "the lowest to the highest seed. Right: against the cumulative wall time of the steps (gradient "
         "and update; test evaluations and checkpoints excluded). Exact strategies draw one curve."
     )
-    return Made(name, title, caption, save(fig, out, name, formats))
+    return finish(fig, name, title, caption, drawn, out, formats)
 
 
 def error_curves(steps: pd.DataFrame, problem: str, target: float, out: Path, formats: list[str]):
@@ -100,15 +105,12 @@ def error_curves(steps: pd.DataFrame, problem: str, target: float, out: Path, fo
     by_time.set_xlabel("training wall time [s] (steps only)")
     by_step.set_xlabel("Adam step")
     by_time.set_ylabel("test error: RMS distance from the ODE reference\n(lower is better)")
-    fig.suptitle(title, x=0.01, ha="left")
-    fig.tight_layout()
-    strategy_legend(fig, drawn, loc="center left", bbox_to_anchor=(1.0, 0.5))
     caption = (
         "The model's root mean square distance from the ODE reference on the test grid, every "
         f"--eval-every steps; the dotted line is the target error {target:g} of the final table's "
         "'time to target'. Median over seeds, band the range."
     )
-    return Made(name, title, caption, save(fig, out, name, formats))
+    return finish(fig, name, title, caption, drawn, out, formats)
 
 
 def drift_curves(drift: pd.DataFrame, problem: str, out: Path, formats: list[str]) -> Made | Skipped:
@@ -129,16 +131,13 @@ def drift_curves(drift: pd.DataFrame, problem: str, out: Path, formats: list[str
     ax.set_xlabel("Adam step")
     reference = data["reference"].iloc[0]
     ax.set_ylabel(f"|theta - theta_{reference}| / |theta_{reference}|\n(relative, same seed)")
-    fig.suptitle(title, x=0.01, ha="left")
-    fig.tight_layout()
-    strategy_legend(fig, drawn, loc="center left", bbox_to_anchor=(1.0, 0.5))
     caption = (
         f"How far each strategy's parameters are from {reference}'s after the same number of steps from "
         "the same start: strategies with exact gradients stay at rounding level (the red dotted line is "
         "the 1e-6 the agreement test allows); a wrong gradient drifts away. Distances of exactly 0 are "
         f"drawn at {floor:.0e}."
     )
-    return Made(name, title, caption, save(fig, out, name, formats))
+    return finish(fig, name, title, caption, drawn, out, formats)
 
 
 def make_training_figures(rows: pd.DataFrame, out: Path, formats: list[str]) -> list[Made | Skipped]:
