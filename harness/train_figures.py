@@ -104,11 +104,12 @@ def error_curves(steps: pd.DataFrame, problem: str, target: float, out: Path, fo
         ax.axhline(target, color="#444444", lw=0.9, ls=":")
     by_time.set_xlabel("training wall time [s] (steps only)")
     by_step.set_xlabel("Adam step")
-    by_time.set_ylabel("test error: RMS distance from the ODE reference\n(lower is better)")
+    by_time.set_ylabel("test error, RMS from the ODE reference\n(lower is better)")
     caption = (
         "The model's root mean square distance from the ODE reference on the test grid, every "
         f"--eval-every steps; the dotted line is the target error {target:g} of the final table's "
-        "'time to target'. Median over seeds, band the range."
+        "'time to target'. Median over seeds, band the range; against wall time the curves end where "
+        "the seed that trained fastest ended."
     )
     return finish(fig, name, title, caption, drawn, out, formats)
 
