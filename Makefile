@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint clean ratios bench-jax asv-machine asv-run asv-publish asv-compare asv-continuous
+.PHONY: setup run test lint clean ratios bench-jax train asv-machine asv-run asv-publish asv-compare asv-continuous
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,16 @@ bench-jax: setup
 	$(BIN)/deqbench run -s analytic,jax-analytic,jax-implicit -p tanh -q grad,pinn_grad \
 	  --size large --f-tol 1e-10 --b-tol 1e-10 --threads 1 --out $(JAX_BENCH_DIR)
 	$(BIN)/python -m deqbench.harness.ratios $(JAX_BENCH_DIR)
+
+# The training benchmark (docs/training.md): the PIDEQ Van der Pol task trained with each
+# strategy's gradient and the MLP baseline, 3 seeds, one thread; then its report (figures,
+# report.md, report.html) in $(TRAIN_DIR)-report. About 15 minutes on 2 shared cores.
+TRAIN_DIR ?= results/train-vanderpol
+train: setup
+	rm -rf $(TRAIN_DIR) $(TRAIN_DIR)-report
+	$(BIN)/deqbench train -p vanderpol -s analytic,iterative-backward,unrolled,implicit-vjp \
+	  --seeds 3 --steps 250 --lr 1e-2 --threads 1 --out $(TRAIN_DIR)
+	$(BIN)/deqbench report $(TRAIN_DIR) --out $(TRAIN_DIR)-report
 
 # --- asv (docs/asv.md) ---------------------------------------------------------------
 # The suite (benchmarks/) runs against the project as installed in $(VENV): --python=same.

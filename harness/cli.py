@@ -7,39 +7,33 @@ input (one line on stderr, nothing written) or a results folder that cannot be w
 
 from __future__ import annotations
 
-import signal
 import sys
 import warnings
 from pathlib import Path
 
 import click
-from click.core import ParameterSource
-from rich.console import Console
 from rich.table import Table
 
 import deqbench
 from deqbench.harness import results, runner, summary
 from deqbench.harness.cache_cli import cache
+from deqbench.harness.cli_common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    check_resume_alone,
+    fail,
+    interrupt_on_termination,
+    out_option,
+    print_resuming,
+    settings_options,
+    stdout_console,
+)
 from deqbench.harness.executors import make_executor
 from deqbench.harness.progress import ProgressReporter
 from deqbench.harness.report_cli import compare_command, report_command
 from deqbench.harness.run_folder import RUN_FILE, RunFolder, UnreadableRun
 from deqbench.harness.settings import BadInput, make_settings, options
-
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
-
-
-def stdout_console() -> Console:
-    """Wide when writing to a file or CI log (rich assumes 80 columns there)."""
-    return Console() if sys.stdout.isatty() else Console(width=200)
-
-
-def fail(message: str) -> None:
-    """Bad input: one line on stderr, exit code 2."""
-    click.echo(f"deqbench: error: {message}", err=True)
-    sys.exit(EXIT_BAD_INPUT)
+from deqbench.harness.train_cli import train_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -62,31 +56,9 @@ def one_line_warning(message, category, filename, lineno, file=None, line=None) 
 
 
 # ------------------------------------------------------------------------ run
-def settings_options(command):
-    """The options of :class:`~deqbench.harness.settings.RunSettings`, as click options.
-
-    Values reach the settings' own parsers as typed (strings), so the CLI and
-    ``deqbench.run`` check them alike and give the same one-line messages.
-    """
-    for name, opt in reversed(list(options().items())):
-        if opt.is_flag:
-            command = click.option(*opt.flags, name, is_flag=True, default=False, help=opt.help)(command)
-        else:
-            command = click.option(*opt.flags, name, default=None, metavar=opt.metavar, help=opt.help)(
-                command
-            )
-    return command
-
-
 @main.command("run")
 @settings_options
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Results folder, new or empty. [default: results/<timestamp>-<id>]",
-)
+@out_option
 @click.option(
     "--resume",
     type=click.Path(path_type=Path),
@@ -156,10 +128,7 @@ def run_command(
     try:
         cell_executor = make_executor(executor, scheduler, workers)
         if resume is not None:
-            extra = [o for o in [*options(), "out"] if ctx.get_parameter_source(o) != ParameterSource.DEFAULT]
-            if extra:
-                flags = ", ".join(options()[o].flag if o in options() else "--out" for o in extra)
-                raise BadInput(f"--resume takes its settings from DIR/run.json; drop {flags}")
+            check_resume_alone(ctx, options())
             settings, folder, record = runner.resume_settings(resume)
         else:
             settings = make_settings(**given)
@@ -169,8 +138,7 @@ def run_command(
     console = stdout_console()
     console.print(f"results: {folder.path}", highlight=False)
     if resume is not None:
-        done, total = len(folder.finished()), len(record["cells"])
-        console.print(f"resuming: {done} of {total} cells already finished", highlight=False)
+        print_resuming(console, folder, record)
     try:
         with ProgressReporter() as reporter:
             rows = runner.execute(settings, folder, record, reporter=reporter, executor=cell_executor)
@@ -185,17 +153,6 @@ def run_command(
     console.print(f"results: {folder.path}", highlight=False)
     failing = len(results.failed_cells(rows)) + len(results.unverified_cells(rows))
     sys.exit(EXIT_FAILED if failing else 0)
-
-
-def interrupt_on_termination() -> None:
-    """SIGTERM and SIGHUP end a run as Ctrl-C does: the cell in flight is killed, every
-    finished cell is kept, and the message says how to resume."""
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupt)
 
 
 # ----------------------------------------------------------------------- list
@@ -271,10 +228,15 @@ def open_run(directory: Path) -> RunFolder:
 @main.command("show")
 @click.argument("directory", type=click.Path(path_type=Path))
 def show_command(directory: Path) -> None:
-    """The summary table of an existing run (finished cells so far)."""
+    """The summary table of an existing run (finished cells so far); of a training run, its
+    final table."""
     folder = open_run(directory)
     rows = folder.read()
     console = stdout_console()
+    if folder.load().get("kind") == "train":  # a training run (deqbench train): its final table
+        from deqbench.harness.train_report import final_table, print_final_table
+
+        return print_final_table(final_table(rows, [folder.path]), console) if not rows.empty else None
     planned = folder.load()["cells"]
     finished = results.cell_statuses(rows)["cell"].nunique() if not rows.empty else 0
     if finished < len(planned):
@@ -316,6 +278,7 @@ def export_command(directory: Path, as_csv: bool, as_parquet: bool, output: Path
 main.add_command(cache)
 main.add_command(report_command)
 main.add_command(compare_command)
+main.add_command(train_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

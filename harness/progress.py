@@ -24,6 +24,19 @@ from deqbench.harness import summary
 from deqbench.harness.status import Status
 
 
+def progress_columns() -> tuple:
+    """The bar's columns: what runs now, done of total, elapsed time and ETA."""
+    return (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+
+
 class Reporter(Protocol):
     def started(self, planned, index: int, total: int) -> None: ...
 
@@ -47,17 +60,7 @@ class SilentReporter:
 class ProgressReporter:
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True)
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-        )
+        self.progress = Progress(*progress_columns(), console=self.console, transient=True)
         self.task = None
 
     def __enter__(self) -> ProgressReporter:

@@ -93,6 +93,11 @@ def report_command(results: tuple[Path, ...], out: Path | None, baseline: str, f
     the Pareto frontier, and time and memory relative to --baseline. A figure the data
     cannot support (one size only, say) is left out, and the report says why.
 
+    Training runs (deqbench train --out DIR) get their own report: the loss against step
+    and wall time, the test error against wall time, each strategy's parameter drift from
+    an exact strategy's, and the final table (time and memory per step, final error, time
+    to the target error); --baseline does not apply there.
+
     \b
     Examples:
       deqbench report results/20261202-101500-1a2b3c --out report
@@ -105,6 +110,8 @@ def report_command(results: tuple[Path, ...], out: Path | None, baseline: str, f
     check_out(out)
     chosen = parse_formats(formats)
     rows = load(results)
+    if training_rows(rows):
+        return training_report(rows, out, chosen)
     present = rd.strategies_present(rows)
     if baseline not in present:
         fail(f"--baseline {baseline!r} is not in the results; the strategies there: {', '.join(present)}")
@@ -112,6 +119,28 @@ def report_command(results: tuple[Path, ...], out: Path | None, baseline: str, f
     from deqbench.harness.report import write_report
 
     figures, documents = write_report(rows, out, chosen, baseline)
+    echo_written(figures, documents)
+
+
+def training_rows(rows) -> bool:
+    """Whether the inputs are training runs (deqbench train); a mix is bad input."""
+    training = rows["query"] == "train"
+    if training.any() and not training.all():
+        fail(
+            "the inputs mix training runs (deqbench train) and matrix runs (deqbench run); report them apart"
+        )
+    return bool(training.all())
+
+
+def training_report(rows, out: Path, formats: list[str]) -> None:
+    """The training report: loss and test-error curves, parameter drift, the final table."""
+    make_out(out)
+    from deqbench.harness.train_report import write_training_report
+
+    echo_written(*write_training_report(rows, out, formats))
+
+
+def echo_written(figures, documents) -> None:
     made = [f for f in figures if hasattr(f, "paths")]
     skipped = [f for f in figures if not hasattr(f, "paths")]
     for figure in made:

@@ -126,7 +126,9 @@ def read_export(path: Path, suffix: str) -> pd.DataFrame:
             "accepted: a .csv/.parquet file from deqbench export"
         )
     try:
-        return normalise(rows)
+        steps = rows["step"].astype("int64") if "step" in rows else None  # a training run's export
+        rows = normalise(rows)
+        return rows if steps is None else rows.assign(step=steps.values)
     except (ValueError, TypeError) as error:
         raise ReportInputError(f"{path}: malformed rows ({error})") from None
 

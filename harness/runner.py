@@ -52,15 +52,16 @@ def prepare_out(out: str | os.PathLike | None) -> Path:
     return path
 
 
-def create_run(settings: RunSettings, out: Path, planned: list[PlannedCell]) -> tuple[RunFolder, dict]:
-    """Make the run folder and its run.json, under the folder's lock; nothing is left
-    behind if that fails."""
+def create_run(settings: RunSettings, out: Path, cell_ids: list[str], **extra: Any) -> tuple[RunFolder, dict]:
+    """Make the run folder and its run.json (with ``extra`` fields: a training run's
+    ``kind``), under the folder's lock; nothing is left behind if that fails."""
     folder = RunFolder(out)
     run = {
         "run_id": results.new_run_id(),
         "created": results.utc_now(),
+        **extra,
         "settings": settings.to_dict(),
-        "cells": [p.cell.id for p in planned],
+        "cells": cell_ids,
     }
     existed = out.exists()
     try:
@@ -81,7 +82,7 @@ def new_run(settings: RunSettings, out: str | os.PathLike | None) -> tuple[RunFo
     """A new run's folder, made once its settings, folder and plan all check out."""
     path = prepare_out(out)
     planned = checked_plan(settings)
-    return create_run(settings, path, planned)
+    return create_run(settings, path, [p.cell.id for p in planned])
 
 
 def resume_settings(path: str | os.PathLike) -> tuple[RunSettings, RunFolder, dict[str, Any]]:

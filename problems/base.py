@@ -180,6 +180,11 @@ class Problem:
     physics_loss: Callable[..., torch.Tensor] | None = None
     physics2_loss: Callable[..., torch.Tensor] | None = None
 
+    def physics_terms(self, theta: Theta, x: torch.Tensor, z: torch.Tensor, d) -> dict[str, torch.Tensor]:
+        """``physics_loss`` split into named terms that sum to it (``deqbench train`` records
+        each: an ODE residual apart from an initial-condition term, say). One term by default."""
+        return {"physics": self.physics_loss(theta, x, z, d)}
+
     def reference(self, query: str) -> dict[str, torch.Tensor] | None:
         """A closed-form answer for a query, where the problem has one."""
         return None

@@ -163,10 +163,15 @@ class FourTanks(Problem):
     physics2_partials = {"z_t": "t", "z_tt": "tt"}
 
     def physics_loss(self, theta, x, z, d):
+        terms = self.physics_terms(theta, x, z, d)
+        return terms["residual"] + terms["initial_condition"]
+
+    def physics_terms(self, theta, x, z, d):
+        """The ODE residual's mean square and the initial-condition term, apart."""
         y, dy = self.output(theta, z), d["z_t"] @ theta["C"].T
         ode = self.mean_square(dy - self.ode_rhs(y, x[:, 5:7]))
         ic = self.xp.sum(self.ic_mask * self.xp.sum((y - x[:, 1:5]) ** 2, axis=1)) / self.n_ic
-        return ode + ic
+        return {"residual": ode, "initial_condition": ic}
 
     def physics2_loss(self, theta, x, z, d):
         y, dy, d2y = self.output(theta, z), d["z_t"] @ theta["C"].T, d["z_tt"] @ theta["C"].T

@@ -75,10 +75,15 @@ class VanDerPol(Problem):
     physics2_partials = {"z_t": "t", "z_tt": "tt"}
 
     def physics_loss(self, theta, x, z, d):
+        terms = self.physics_terms(theta, x, z, d)
+        return terms["residual"] + terms["initial_condition"]
+
+    def physics_terms(self, theta, x, z, d):
+        """The ODE residual's mean square and the initial-condition term, apart."""
         y, dy = self.output(theta, z), d["z_t"] @ theta["C"].T
         r1 = dy[:, 0] - y[:, 1]
         r2 = dy[:, 1] - self.mu * (1 - y[:, 0] ** 2) * y[:, 1] + y[:, 0]
-        return self.xp.mean(r1**2 + r2**2) + self.initial_condition_loss(y)
+        return {"residual": self.xp.mean(r1**2 + r2**2), "initial_condition": self.initial_condition_loss(y)}
 
     def initial_condition_loss(self, y):
         """Squared distance of y from y0, summed over the samples at t = 0."""

@@ -59,10 +59,26 @@ class JaxStrategy(Strategy):
         if reason is not None:
             raise UnsupportedQueryError(reason)
         problem = problem.for_backend("jax")
+        return self._call(query, problem, problem.theta)
+
+    def run_with(self, query: str, problem, theta) -> QueryResult:
+        """``run`` at other parameter values ``theta`` (a dict of torch tensors with the
+        shapes and dtypes of ``problem.theta``): the executable compiled for this instance is
+        called with ``theta`` converted, so a training loop passes new parameters every step
+        without a recompile, and never reads the instance's own (stale) JAX copy of theta."""
+        reason = self.unsupported_reason(query, problem)
+        if reason is not None:
+            raise UnsupportedQueryError(reason)
+        from deqbench.backends import to_jax
+
+        jax_problem = problem.for_backend("jax")
+        return self._call(query, jax_problem, to_jax(dict(theta), problem.device))
+
+    def _call(self, query: str, problem, theta) -> QueryResult:
         executable = self._executable(query, problem)
         self.solves = []
         jax = import_jax()
-        values = jax.block_until_ready(executable(problem.theta, problem.x))
+        values = jax.block_until_ready(executable(theta, problem.x))
         jax.effects_barrier()  # every solve's statistics callback has run
         return QueryResult(query, values, list(self.solves))
 
