@@ -174,9 +174,7 @@ def registered(names: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "-s", "--strategies", default="analytic,jax-analytic,unrolled,iterative-backward,jax-implicit"
-    )
+    parser.add_argument("-s", "--strategies", default="all", help="names, comma-separated, or all")
     parser.add_argument("-q", "--queries", default="grad,pinn_grad")
     parser.add_argument("--sizes", default="64,256,1024", help="state widths m, comma-separated")
     parser.add_argument("--tol", type=float, default=1e-10)
