@@ -9,7 +9,9 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint clean ratios bench-jax train asv-machine asv-run asv-publish asv-compare asv-continuous
+comma := ,
+
+.PHONY: setup run test lint clean ratios bench-jax train perf asv-machine asv-run asv-publish asv-compare asv-continuous
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +61,22 @@ train: setup
 	$(BIN)/deqbench train -p vanderpol -s analytic,iterative-backward,unrolled,implicit-vjp \
 	  --seeds 3 --steps 250 --lr 1e-2 --threads 1 --out $(TRAIN_DIR)
 	$(BIN)/deqbench report $(TRAIN_DIR) --out $(TRAIN_DIR)-report
+
+# analytic's speed targets (issue 12): every strategy that claims grad / pinn_grad exact
+# (PEERS: more, e.g. once merged; unregistered names are skipped with a note), timed
+# interleaved in one process against one plain forward solve, tanh m = 64, 256, 1024,
+# batch 128, float64, tol 1e-10, one thread; then memory side by side, a worker per cell.
+PERF_STRATEGIES ?= all
+PEERS ?=
+PERF_SIZES ?= 64,256,1024
+PERF_DIR ?= results/perf-m256
+perf: setup
+	$(BIN)/python -m deqbench.harness.speed -s $(PERF_STRATEGIES)$(if $(PEERS),$(comma)$(PEERS)) \
+	  --sizes $(PERF_SIZES) --repeats 7 --threads 1
+	rm -rf $(PERF_DIR)
+	$(BIN)/deqbench run -s analytic,unrolled,iterative-backward,jax-analytic,jax-implicit$(if $(PEERS),$(comma)$(PEERS)) \
+	  -p tanh -q grad,pinn_grad --size large --f-tol 1e-10 --b-tol 1e-10 --threads 1 --out $(PERF_DIR)
+	$(BIN)/python -m deqbench.harness.ratios $(PERF_DIR)
 
 # --- asv (docs/asv.md) ---------------------------------------------------------------
 # The suite (benchmarks/) runs against the project as installed in $(VENV): --python=same.

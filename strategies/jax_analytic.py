@@ -105,8 +105,10 @@ class JaxAnalytic(JaxStrategy):
     supported_queries = frozenset(QUERIES)
     exact_queries = frozenset(QUERIES)
     # As for torch `analytic`: the linear solves contract at the forward's rate, where
-    # Anderson saves almost no steps and costs more per step.
+    # Anderson saves almost no steps and costs more per step; the forward too (tanh m=256,
+    # tol 1e-10: 21 Anderson steps against 22 plain ones; grad 0.79x, pinn_grad 0.85x as long).
     default_b_solver = "fixed_point"
+    default_f_solver = "fixed_point"
 
     # --------------------------------------------------------------- pieces
     def fixed_point(self, problem, theta, x):

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from deqbench import solvers
 from deqbench.solvers import SOLVERS, anderson, mixing_weights, relative_regularization, solve
 
 
@@ -120,3 +121,26 @@ def test_anderson_regularization_is_never_below_the_dtypes_resolution():
     assert relative_regularization(1e-10, torch.float32) >= 10 * torch.finfo(torch.float32).eps
     one = torch.ones((), dtype=torch.float32)
     assert one + relative_regularization(0.0, torch.float32) > one  # not lost to rounding
+
+
+def iterations_checking_every_step(g, z0, tol):
+    z, k = z0, 0
+    while True:
+        k += 1
+        gz = g(z)
+        if solvers.relative_residual(gz, z) <= tol:
+            return k
+        z = gz
+
+
+@pytest.mark.parametrize("rho", [0.3, 0.9, 0.98])
+def test_fixed_point_checks_rarely_and_stops_within_a_third_more_steps(rho, monkeypatch):
+    g, b, _ = linear_contraction(rho=rho)
+    every_step = iterations_checking_every_step(g, torch.zeros_like(b), 1e-10)
+    checks = []
+    measure = solvers.relative_residual
+    monkeypatch.setattr(solvers, "relative_residual", lambda gz, z: checks.append(1) or measure(gz, z))
+    solution = solve("fixed_point", g, torch.zeros_like(b), tol=1e-10, max_iter=5000, phase="forward")
+    assert solution.stats.converged
+    assert every_step <= solution.stats.iterations <= every_step * 4 / 3 + 1
+    assert len(checks) <= 0.8 * solution.stats.iterations, (len(checks), solution.stats.iterations)
