@@ -198,7 +198,7 @@ def test_the_mlp_baseline_has_the_deqs_size_and_exact_partials():
     assert torch.allclose(model.partial(theta, problem.x, ("t",)), difference, atol=1e-8)
 
 
-@pytest.mark.parametrize("problem", ["fourtanks", "inr"])
+@pytest.mark.parametrize("problem", ["fourtanks", "inr", "burgers1d", "mongeampere2d"])
 def test_other_physics_problems_train(tmp_path, problem):
     rows = train("analytic", problem, out=tmp_path / problem, steps=2, **QUICK)
     assert set(rows["status"]) == {"ok"}, rows["message"].unique()
