@@ -11,7 +11,8 @@ STAMP := $(VENV)/.installed
 
 comma := ,
 
-.PHONY: setup run test lint clean ratios bench-jax train perf asv-machine asv-run asv-publish asv-compare asv-continuous
+.PHONY: setup run test lint clean ratios bench-jax bench-peers train perf
+.PHONY: asv-machine asv-run asv-publish asv-compare asv-continuous
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -77,6 +78,20 @@ perf: setup
 	$(BIN)/deqbench run -s analytic,unrolled,iterative-backward,jax-analytic,jax-implicit$(if $(PEERS),$(comma)$(PEERS)) \
 	  -p tanh -q grad,pinn_grad --size large --f-tol 1e-10 --b-tol 1e-10 --threads 1 --out $(PERF_DIR)
 	$(BIN)/python -m deqbench.harness.ratios $(PERF_DIR)
+
+# Peers side by side (README "Peers"): our analytic (torch) and jax-analytic against the peers
+# that answer grad or pinn_grad, on tanh at m = 64, 256, 1024 (batch 128, float64,
+# tolerances 1e-10, one thread): median time without compilation, compile time, peak memory,
+# error. One run; a cell past PEERS_TIMEOUT seconds is recorded as a timeout (torchdeq-ift's
+# pinn_grad takes one backward solve per state component).
+PEERS_BENCH_DIR ?= results/peers-bench
+PEERS_TIMEOUT ?= 420
+bench-peers: setup
+	rm -rf $(PEERS_BENCH_DIR)
+	$(BIN)/deqbench run -s analytic,jax-analytic,torchdeq-ift,optimistix-implicit,optimistix-implicit-gmres,optimistix-checkpoint,jaxopt-implicit \
+	  -p tanh -q grad,pinn_grad --size large --sweep m=64,256,1024 --f-tol 1e-10 --b-tol 1e-10 \
+	  --threads 1 --repeats 3 --timeout $(PEERS_TIMEOUT) --out $(PEERS_BENCH_DIR)
+	$(BIN)/python -m deqbench.harness.ratios $(PEERS_BENCH_DIR)
 
 # --- asv (docs/asv.md) ---------------------------------------------------------------
 # The suite (benchmarks/) runs against the project as installed in $(VENV): --python=same.

@@ -158,10 +158,18 @@ def cell_identity(
         "f_solver": solver.get("f_solver", strategy_cls.default_f_solver),
         "b_solver": solver.get("b_solver", strategy_cls.default_b_solver),
         **{key: solver[key] for key in ("f_tol", "b_tol", "f_max_iter", "b_max_iter")},
+        **peer_columns(strategy_cls, solver),
         "seed": settings.seed,
         **metadata,
         "timestamp": results.utc_now(),
     }
+
+
+def peer_columns(strategy_cls, solver_settings: dict[str, Any]) -> dict[str, str]:
+    """The library a peer runs and how its settings differ from ours ("" for our own)."""
+    if strategy_cls.peer is None:
+        return {"peer": "", "peer_differences": ""}
+    return {"peer": strategy_cls.peer, "peer_differences": strategy_cls(**solver_settings).differences()}
 
 
 def machine_defaults(settings: RunSettings) -> dict[str, Any]:

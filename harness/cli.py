@@ -177,7 +177,7 @@ def list_command() -> None:
 
     console = stdout_console()
     strategies = Table(title="strategies", title_justify="left")
-    for column in ("name", "backend", "supports", "claims exact", "description"):
+    for column in ("name", "backend", "library", "supports", "claims exact", "description"):
         strategies.add_column(column)
     for name in strategy_names():
         cls = STRATEGIES.get(name)
@@ -187,7 +187,9 @@ def list_command() -> None:
         backend = cls.backend
         if backend == "jax" and jax_unavailable_reason() is not None:
             backend += f" (unavailable: {jax_unavailable_reason()})"
-        strategies.add_row(name, backend, ", ".join(supported), exact_text, cls.description)
+        strategies.add_row(
+            name, backend, library_text(cls), ", ".join(supported), exact_text, cls.description
+        )
     console.print(strategies)
 
     problems = Table(title="problems", title_justify="left")
@@ -210,6 +212,15 @@ def list_command() -> None:
     for query in QUERIES.values():
         queries.add_row(query.name, str(query.order), query.description)
     console.print(queries)
+
+
+def library_text(cls) -> str:
+    """deqbench for our own strategies; a peer's library and version, and why it is
+    unavailable here if it is."""
+    if cls.peer is None:
+        return "deqbench"
+    reason = cls.unavailable_reason()
+    return cls.peer if reason is None else f"{cls.peer} (unavailable: {reason})"
 
 
 # ----------------------------------------------------------------- show, export

@@ -49,6 +49,16 @@ def strategy_names() -> list[str]:
     return STRATEGIES.names()
 
 
+def own_strategy_names() -> list[str]:
+    """deqbench's own strategies: the peers (another library's code, ``Strategy.peer``) left
+    out, as the full verification matrix and the asv suite take them."""
+    return [name for name in STRATEGIES.names() if STRATEGIES.get(name).peer is None]
+
+
+def peer_names() -> list[str]:
+    return [name for name in STRATEGIES.names() if STRATEGIES.get(name).peer is not None]
+
+
 def problem_names() -> list[str]:
     return PROBLEMS.names()
 
@@ -95,9 +105,7 @@ def strategy_cell(strategy: str, problem: str, query: str, variant: str = "") ->
     """A cell whose support is decided from the strategy alone, without building the
     problem in this process: a problem the query cannot pose is found out by the worker
     (a user's build() may hang or crash, and only a worker can be stopped)."""
-    supported = query in STRATEGIES.get(strategy).supported_queries
-    reason = None if supported else f"strategy {strategy!r} does not support query {query!r}"
-    return Cell(strategy, problem, query, reason, variant)
+    return Cell(strategy, problem, query, STRATEGIES.get(strategy).refusal(query), variant)
 
 
 def sweep_points(problem_cls: type, settings: RunSettings) -> list[dict[str, str]]:

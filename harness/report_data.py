@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from deqbench.harness.results import COLUMNS, normalise
+from deqbench.harness.results import COLUMNS, missing_columns, normalise
 from deqbench.harness.run_folder import RUN_FILE, RunFolder, UnreadableRun
 from deqbench.harness.status import FAILED_VERIFICATION, UNVERIFIED, Status
 
@@ -119,7 +119,7 @@ def read_export(path: Path, suffix: str) -> pd.DataFrame:
                 rows["expected_exact"] = rows["expected_exact"].astype(str).str.lower().eq("true")
     except Exception as error:  # noqa: BLE001 - pandas and pyarrow raise many kinds on a bad file
         raise ReportInputError(f"{path}: unreadable ({type(error).__name__}: {error})") from None
-    missing = [c for c in COLUMNS if c not in rows.columns]
+    missing = missing_columns(rows)
     if missing:
         raise ReportInputError(
             f"{path}: not a deqbench export (missing columns {', '.join(missing[:4])}); "

@@ -52,6 +52,8 @@ COLUMNS = [
     "b_tol",
     "f_max_iter",
     "b_max_iter",
+    "peer",
+    "peer_differences",
     "seed",
     "deqbench_version",
     "torch_version",
@@ -65,6 +67,16 @@ COLUMNS = [
     "host",
     "timestamp",
 ]
+
+#: Columns added after files were first written: a file without them is still read (empty).
+#: ``peer``: the library and version a peer strategy runs ("" for deqbench's own);
+#: ``peer_differences``: how its settings differ from deqbench's (its stopping rule...).
+LATER_COLUMNS = ("peer", "peer_differences")
+
+
+def missing_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns a row file must have and ``frame`` lacks."""
+    return [c for c in COLUMNS if c not in frame.columns and c not in LATER_COLUMNS]
 
 
 @dataclass(frozen=True)

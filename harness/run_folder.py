@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from deqbench.harness.files import write_atomically
-from deqbench.harness.results import COLUMNS, normalise, safe_name
+from deqbench.harness.results import COLUMNS, missing_columns, normalise, safe_name
 
 RUN_FILE = "run.json"
 CELLS_DIR = "cells"
@@ -173,7 +173,7 @@ class RunFolder:
 
 def foreign_reason(rows: pd.DataFrame, path: Path, run_id: str, planned: set[str]) -> str:
     """Why a readable cell file is not one of this run's cells ("" when it is)."""
-    missing = [c for c in COLUMNS if c not in rows.columns]
+    missing = missing_columns(rows)
     if missing or rows.empty:
         return f"not a deqbench cell file (missing columns {', '.join(missing[:3]) or 'rows'})"
     cells = set(rows["cell"])

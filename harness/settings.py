@@ -52,7 +52,8 @@ def parse_names(value: str | Sequence[str], flag: str) -> list[str]:
 
 
 def references_parser(kind: str) -> Callable[[Any, str], list[str]]:
-    """Registry names and ``file.py:Class`` references, each checked; "all": every registered one."""
+    """Registry names and ``file.py:Class`` references, each checked; "all": every registered
+    one; for strategies, "peers": every peer (``Strategy.peer``)."""
     registry = STRATEGIES if kind == "strategy" else PROBLEMS
 
     def parse(value, flag):
@@ -60,6 +61,9 @@ def references_parser(kind: str) -> Callable[[Any, str], list[str]]:
         for name in parse_names(value, flag):
             if name == "all":
                 references.extend(registry.names())
+                continue
+            if name == "peers" and kind == "strategy":  # every peer: other libraries' strategies
+                references.extend(n for n in registry.names() if registry.get(n).peer is not None)
                 continue
             try:
                 resolve_class(name, kind)
@@ -268,7 +272,8 @@ class RunSettings:
 
     strategies: list[str] = option(
         "all", "--strategy", "-s", metavar="NAMES", parse=references_parser("strategy"),
-        help="Strategy names, comma-separated, 'all', or path/to/file.py:Class. [default: all]",
+        help="Strategy names, comma-separated, 'all', 'peers' (other libraries'), or path/to/file.py:Class. "
+        "[default: all]",
     )  # fmt: skip
     problems: list[str] = option(
         "all", "--problem", "-p", metavar="NAMES", parse=references_parser("problem"),

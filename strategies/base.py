@@ -47,6 +47,12 @@ class Strategy:
       answers the strategy claims are exact to solver tolerance. Only these can make a run
       fail; the others are measured and reported, right or wrong, but not promised.
     - ``backend`` ("torch"), ``description`` (one line for ``deqbench list``).
+    - ``peer`` (str, default None): the library and version a strategy runs ("torchdeq
+      0.1.0") when it measures another library's code rather than deqbench's own; such a
+      strategy is left out of the full verification matrix (tests/test_peers.py checks it).
+    - ``refusals`` (query -> reason): why a query outside ``supported_queries`` is refused,
+      where there is more to say than "does not support" (a peer: the library's own error
+      message for that composition).
     - ``default_f_solver`` / ``default_b_solver`` ("anderson"; any name in
       ``deqbench.solvers.SOLVERS``): what the forward and the backward (linear or adjoint)
       solves use unless the user picks a solver.
@@ -76,6 +82,10 @@ class Strategy:
     exact_queries: ClassVar[frozenset[str]] = frozenset()
     default_f_solver: ClassVar[str] = "anderson"
     default_b_solver: ClassVar[str] = "anderson"
+    #: Another library's name and version when the strategy runs its code; None: deqbench's own.
+    peer: ClassVar[str | None] = None
+    #: Why each query outside supported_queries is refused, where there is more to say.
+    refusals: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -106,10 +116,19 @@ class Strategy:
 
     # ------------------------------------------------------------------ api
     def unsupported_reason(self, query: str, problem: Problem) -> str | None:
-        check_query_name(query)
-        if query not in self.supported_queries:
-            return f"strategy {self.name!r} does not support query {query!r}"
+        refusal = self.refusal(query)
+        if refusal is not None:
+            return refusal
         return problem.backend_unavailable_reason(self.backend) or problem.unsupported_reason(query)
+
+    @classmethod
+    def refusal(cls, query: str) -> str | None:
+        """Why the strategy never answers ``query`` whatever the problem, or None (decided
+        from the class alone: a run's plan uses it without building anything)."""
+        check_query_name(query)
+        if query in cls.supported_queries:
+            return None
+        return cls.refusals.get(query, f"strategy {cls.name!r} does not support query {query!r}")
 
     def run(self, query: str, problem: Problem) -> QueryResult:
         """Answer one query on one problem instance."""

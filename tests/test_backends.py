@@ -88,7 +88,7 @@ def test_a_torch_only_problem_is_unavailable_to_jax_with_the_reason():
     jax_strategies = [n for n in deqbench.STRATEGIES.names() if deqbench.STRATEGIES.get(n).backend == "jax"]
     assert jax_strategies, "no JAX strategy registered"
     for name in jax_strategies:
-        assert deqbench.get_strategy(name).unsupported_reason("jvp", problem) == reason
+        assert deqbench.get_strategy(name).unsupported_reason("forward", problem) == reason
     with pytest.raises(ValueError, match="torch only"):
         problem.for_backend("jax")
     assert deqbench.get_strategy("analytic").unsupported_reason("jvp", problem) is None

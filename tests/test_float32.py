@@ -15,6 +15,7 @@ import torch
 import deqbench
 from deqbench.backends import to_numpy
 from deqbench.harness.accuracy import relative_errors
+from deqbench.harness.matrix import own_strategy_names
 from deqbench.harness.oracle import oracle
 from deqbench.tolerances import solver_tol, verify_tol
 
@@ -36,7 +37,7 @@ def oracle_values(name: str, query: str):
 def cases() -> list:
     return [
         pytest.param(strategy, problem, query, id=f"{strategy}-{problem}-{query}")
-        for strategy in deqbench.STRATEGIES.names()
+        for strategy in own_strategy_names()  # peers: tests/test_peers.py
         for problem in (JAX_PROBLEMS if deqbench.STRATEGIES.get(strategy).backend == "jax" else PROBLEMS)
         for query in deqbench.QUERIES
     ]

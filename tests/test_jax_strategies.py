@@ -22,11 +22,13 @@ import deqbench  # noqa: E402
 from deqbench import jax_solvers, solvers  # noqa: E402
 from deqbench.backends import import_jax, to_numpy  # noqa: E402
 from deqbench.harness.accuracy import relative_errors  # noqa: E402
+from deqbench.harness.matrix import own_strategy_names  # noqa: E402
 
 jax = import_jax()
 jnp = jax.numpy
 
-JAX_STRATEGIES = [n for n in deqbench.STRATEGIES.names() if deqbench.STRATEGIES.get(n).backend == "jax"]
+#: deqbench's own; the JAX peers (optimistix, jaxopt) report their solves their own way: test_peers.
+JAX_STRATEGIES = [n for n in own_strategy_names() if deqbench.STRATEGIES.get(n).backend == "jax"]
 #: Compiling is what costs here: solvers that compile fastest where the solver does not matter.
 PLAIN = {"f_solver": "fixed_point", "b_solver": "fixed_point"}
 
