@@ -19,7 +19,7 @@ JAX is imported inside the functions: the registry imports this module in torch-
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from deqbench.backends import import_jax
 from deqbench.queries import QUERIES
@@ -64,6 +64,26 @@ def partial(z_star: FixedPoint, theta, x, directions: list):
     return function(x)
 
 
+def reverse_partial(z_star: FixedPoint, theta, x, directions: list):
+    """The same partial by reverse mode, as a PINN user with a reverse-only library writes
+    it: per-sample offsets s along e, and ``jax.jacrev`` of the batch-summed output in s
+    (sample b depends on s_b alone, so column b is its derivative: m reverse passes a level)."""
+    jax = import_jax()
+
+    def derivative(function, e):
+        def along_e(x_):
+            offsets = jax.numpy.zeros(x_.shape[0], x_.dtype)
+            summed = lambda s: function(x_ + s[:, None] * e).sum(axis=0)  # noqa: E731
+            return jax.jacrev(summed)(offsets).T
+
+        return along_e
+
+    function = lambda x_: z_star(theta, x_)  # noqa: E731
+    for e in directions:
+        function = derivative(function, e)
+    return function(x)
+
+
 def input_hessian(z_star: FixedPoint, theta, x):
     """d2 z*_i / dx_k dx_l per sample, (batch, m, n, n): forward over forward mode (n is
     small; reverse mode would need one pass per state entry of every sample)."""
@@ -77,6 +97,9 @@ class JaxAutodiffStrategy(JaxStrategy):
 
     supported_queries = frozenset(QUERIES)
     exact_queries = frozenset(QUERIES)
+    #: How a physics loss's partials are taken: nested ``jax.jvp`` ("forward"), or nested
+    #: ``jax.jacrev`` ("reverse": for a fixed point with a custom_vjp and no tangent rule).
+    input_mode: ClassVar[str] = "forward"
 
     def fixed_point(self, problem) -> FixedPoint:
         """z*(theta, x) of ``problem`` as a function JAX differentiates to every order."""
@@ -107,10 +130,11 @@ class JaxAutodiffStrategy(JaxStrategy):
 
     def _physics_gradient(self, problem, theta, x, query):
         z_star, (loss, partials) = self.fixed_point(problem), problem.physics_query(query)
+        take_partial = reverse_partial if self.input_mode == "reverse" else partial
 
         def physics_loss(th):
             d = {
-                name: partial(z_star, th, x, [problem.directions[direction] for direction in index])
+                name: take_partial(z_star, th, x, [problem.directions[direction] for direction in index])
                 for name, index in partials.items()
             }
             return loss(th, x, z_star(th, x), d)

@@ -78,9 +78,29 @@ FORWARD_MODE_QUERIES = {
 }
 
 
-def reverse_only_refusals(library: str) -> dict[str, str]:
-    """The refusals of a library whose solve is a custom_vjp (reverse mode only)."""
-    return {
+#: What JAX raises when reverse mode meets reverse mode through a solver's own while_loop:
+#: a physics loss's partials by ``jax.jacrev``, then its gradient (RecursiveCheckpointAdjoint).
+REVERSE_OF_A_WHILE_LOOP = (
+    "ValueError: Reverse-mode differentiation does not work for lax.while_loop or lax.fori_loop "
+    "with dynamic start/stop values. Try using lax.scan, or using fori_loop with static start/stop."
+)
+#: The physics queries, which a reverse-only library's user builds by ``jax.jacrev`` instead.
+PHYSICS_QUERIES = ("pinn_grad", "pinn2_grad")
+
+
+def reverse_only_refusals(library: str, physics: str | None = None) -> dict[str, str]:
+    """The refusals of a library whose solve is a custom_vjp (reverse mode only): each
+    forward-mode query with JAX's message; the physics queries with ``physics``, what JAX
+    raises on their reverse-mode composition, or none (answered by ``jax.jacrev``)."""
+    refusals = {
         query: f"{library} is reverse-mode only (a custom_vjp): JAX raises {message}"
         for query, message in FORWARD_MODE_QUERIES.items()
+        if query not in PHYSICS_QUERIES
     }
+    if physics is not None:
+        for query in PHYSICS_QUERIES:
+            refusals[query] = (
+                f"{library} is reverse-mode only, and the gradient of a loss on partials taken by "
+                f"jax.jacrev differentiates its loop in reverse mode twice: JAX raises {physics}"
+            )
+    return refusals

@@ -12,10 +12,12 @@ adjoint linear system with ``implicit_diff_solve``, here jaxopt's default
 
 What jaxopt promises: reverse-mode derivatives (``jax.grad``, ``jax.jacrev``), so
 ``exact_queries`` = forward and grad. Forward mode raises inside JAX (a custom_vjp has no
-tangent rule): every query that takes a tangent along an input direction, alone or under a
-gradient, is recorded unsupported with JAX's message (the peer tests check it is still
-JAX's). A user can still get a physics-loss gradient by ``jax.jacrev`` along the input;
-deqbench's queries take tangents in forward mode, so that composition is not measured here.
+tangent rule): ``jvp``, ``jvp2`` and ``hessian`` are recorded unsupported with JAX's message
+(the peer tests check it is still JAX's). The physics queries are built the way a PINN user
+of jaxopt builds them: each partial by nested ``jax.jacrev`` over per-sample input offsets
+(``input_mode = "reverse"``, :func:`._jax_autodiff.reverse_partial`), then ``jax.grad`` of
+the loss: reverse over reverse through the custom_vjp, measured (right to the adjoint's CG
+tolerance), not claimed.
 
 Differences: jaxopt stops on the absolute l2 norm of each sample's step (or, for Anderson,
 its residual), ``<= f_tol``, not relative; its Anderson keeps 5 iterates (ridge 1e-5); the
@@ -35,9 +37,10 @@ class JaxoptImplicit(JaxPeer):
     description = "jaxopt 0.8.5 fixed point, implicit_diff=True (custom_vjp, normal CG adjoint)"
     peer = "jaxopt 0.8.5"
     requirements = (("jaxopt", "0.8.5"),)
-    supported_queries = frozenset({"forward", "grad"})
+    supported_queries = frozenset({"forward", "grad", "pinn_grad", "pinn2_grad"})
     exact_queries = frozenset({"forward", "grad"})
     refusals = reverse_only_refusals("jaxopt 0.8.5 implicit_diff")
+    input_mode = "reverse"
     default_b_solver = "fixed_point"  # unused: the adjoint is jaxopt's normal CG (differences())
 
     def solve_sample(self, layer, theta, x, z0):

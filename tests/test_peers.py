@@ -44,7 +44,8 @@ KNOWN = {
     "optimistix-implicit": ALL_RIGHT,
     "optimistix-implicit-gmres": ALL_RIGHT,
     "optimistix-checkpoint": {"forward": RIGHT, "grad": RIGHT},
-    "jaxopt-implicit": {"forward": RIGHT, "grad": RIGHT},
+    # reverse only: its physics gradients by jax.jacrev partials, reverse over reverse
+    "jaxopt-implicit": {"forward": RIGHT, "grad": RIGHT, "pinn_grad": RIGHT, "pinn2_grad": RIGHT},
 }
 #: Problems on which a third-order answer of a wrong rule can be right by accident: none here.
 CASES = [
