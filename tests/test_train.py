@@ -18,6 +18,7 @@ import torch
 from click.testing import CliRunner
 from helpers import wait_until
 
+import deqbench
 from deqbench.harness.cli import main
 from deqbench.harness.run_folder import RunFolder
 from deqbench.harness.train import CHECKPOINTS_DIR, load_trajectory, train
@@ -221,3 +222,13 @@ def test_jax_strategies_take_new_parameters_without_a_recompile():
     torch_answer = deqbench.query("analytic", problem, "pinn_grad").values
     for name, value in torch_answer.items():
         assert torch.allclose(answer[name], value, rtol=1e-8, atol=1e-12), name
+
+
+@pytest.mark.parametrize("peer", ["torchdeq-ift", "jaxopt-implicit"])
+def test_peer_strategies_train_where_they_answer_the_physics_gradient(tmp_path, peer):
+    reason = deqbench.STRATEGIES.get(peer).unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    rows = train(peer, "vanderpol", out=tmp_path / peer, steps=2, **QUICK)
+    assert set(rows["status"]) == {"ok"}, rows["message"].unique()
+    assert peer in set(rows["strategy"])
