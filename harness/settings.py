@@ -430,35 +430,48 @@ class RunSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSettings:
         """Settings read back from run.json, checked again (a strategy file may have moved)."""
-        unknown = sorted(set(data) - set(option_names()))
-        if unknown:
-            raise BadInput(f"unknown settings {', '.join(unknown)}")
+        check_stored_settings(data, options())
         return make_settings(**data)
 
 
 def options() -> dict[str, Option]:
     """Setting name -> its command-line option, in the order ``--help`` shows them."""
-    return {f.name: f.metadata["option"] for f in fields(RunSettings)}
+    return options_of(RunSettings)
+
+
+def options_of(settings_class: type) -> dict[str, Option]:
+    """A settings dataclass's command-line options by field name, in field order (the order
+    ``--help`` shows them); fields without one are left out."""
+    return {f.name: f.metadata["option"] for f in fields(settings_class) if "option" in f.metadata}
+
+
+def check_stored_settings(data: dict[str, Any], known: dict[str, Option]) -> None:
+    """BadInput naming the settings a run.json holds that are not (or no longer) options."""
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise BadInput(f"unknown settings {', '.join(unknown)}")
+
+
+def parse_given(settings_class: type, known: dict[str, Option], given: dict[str, Any]):
+    """``settings_class`` from what a user gave: an unknown name is refused, a None value left
+    to the field's default, and every value parsed by its option (BadInput naming the flag).
+    Every parser of a setting whose default is None takes None as "derive it"."""
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise BadInput(f"unknown setting {', '.join(map(repr, unknown))}; accepted: {', '.join(known)}")
+    defaults = {f.name: f.default for f in fields(settings_class) if f.name in known}
+    values = {**defaults, **{k: v for k, v in given.items() if v is not None}}
+    return settings_class(**{name: opt.parse(values[name], opt.flag) for name, opt in known.items()})
 
 
 def option_names() -> list[str]:
     return list(options())
 
 
-def defaults() -> dict[str, Any]:
-    return {f.name: f.default for f in fields(RunSettings)}
-
-
 def make_settings(**given: Any) -> RunSettings:
     """Checked settings from what a user gave (names as RunSettings' fields); raises BadInput
     on the first problem, naming the flag."""
-    known = options()
-    unknown = sorted(set(given) - set(known))
-    if unknown:
-        raise BadInput(f"unknown setting {', '.join(map(repr, unknown))}; accepted: {', '.join(known)}")
-    values = {**defaults(), **{k: v for k, v in given.items() if v is not None}}
-    # Every parser of a setting whose default is None takes None as "derive it".
-    settings = RunSettings(**{name: opt.parse(values[name], opt.flag) for name, opt in known.items()})
+    settings = parse_given(RunSettings, options(), given)
     check_sizes(settings)
     return settings
 

@@ -10,7 +10,7 @@ raises :class:`~deqbench.harness.settings.BadInput` with one line.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from deqbench.harness.references import resolve_class
@@ -18,10 +18,13 @@ from deqbench.harness.settings import (
     BadInput,
     Option,
     check_sizes,
+    check_stored_settings,
     integer_parser,
     option,
     options,
+    options_of,
     parse_flag,
+    parse_given,
     parse_names,
     references_parser,
     split_size,
@@ -61,10 +64,6 @@ def positive(value, flag) -> float:
     if number == 0:
         raise BadInput(f"{flag} {value}: accepted: a finite number > 0")
     return number
-
-
-def optional(parse):
-    return lambda value, flag: None if value is None else parse(value, flag)
 
 
 @dataclass(frozen=True)
@@ -208,26 +207,18 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainSettings:
-        unknown = sorted(set(data) - set(train_options()))
-        if unknown:
-            raise BadInput(f"unknown settings {', '.join(unknown)}")
+        check_stored_settings(data, train_options())
         return make_train_settings(**data)
 
 
 def train_options() -> dict[str, Option]:
     """Setting name -> its command-line option, in the order ``--help`` shows them."""
-    return {f.name: f.metadata["option"] for f in fields(TrainSettings) if "option" in f.metadata}
+    return options_of(TrainSettings)
 
 
 def make_train_settings(**given: Any) -> TrainSettings:
     """Checked settings from what a user gave; BadInput (one line) on the first problem."""
-    known = train_options()
-    unknown = sorted(set(given) - set(known))
-    if unknown:
-        raise BadInput(f"unknown setting {', '.join(map(repr, unknown))}; accepted: {', '.join(known)}")
-    defaults = {f.name: f.default for f in fields(TrainSettings) if f.name in known}
-    values = {**defaults, **{k: v for k, v in given.items() if v is not None}}
-    settings = TrainSettings(**{name: opt.parse(values[name], opt.flag) for name, opt in known.items()})
+    settings = parse_given(TrainSettings, train_options(), given)
     for reference in settings.problems:
         check_trainable_problem(reference, settings)
     strategies = trainable_strategies(settings)
