@@ -185,6 +185,11 @@ class Problem:
         each: an ODE residual apart from an initial-condition term, say). One term by default."""
         return {"physics": self.physics_loss(theta, x, z, d)}
 
+    def summed_physics_terms(self, theta: Theta, x: torch.Tensor, z: torch.Tensor, d) -> torch.Tensor:
+        """The sum of ``physics_terms``: the ``physics_loss`` of a problem that defines its
+        terms (``physics_loss = Problem.summed_physics_terms``), so the two cannot disagree."""
+        return sum(self.physics_terms(theta, x, z, d).values())
+
     def reference(self, query: str) -> dict[str, torch.Tensor] | None:
         """A closed-form answer for a query, where the problem has one."""
         return None
