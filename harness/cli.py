@@ -20,12 +20,11 @@ from deqbench.harness.cache_cli import cache
 from deqbench.harness.cli_common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
-    check_resume_alone,
     fail,
     interrupt_on_termination,
     out_option,
-    print_resuming,
     settings_options,
+    start_or_resume,
     stdout_console,
 )
 from deqbench.harness.executors import make_executor
@@ -127,18 +126,16 @@ def run_command(
     interrupt_on_termination()
     try:
         cell_executor = make_executor(executor, scheduler, workers)
-        if resume is not None:
-            check_resume_alone(ctx, options())
-            settings, folder, record = runner.resume_settings(resume)
-        else:
-            settings = make_settings(**given)
-            folder, record = runner.new_run(settings, out)
     except BadInput as error:
         fail(str(error))
-    console = stdout_console()
-    console.print(f"results: {folder.path}", highlight=False)
-    if resume is not None:
-        print_resuming(console, folder, record)
+
+    def new_run():
+        settings = make_settings(**given)
+        return (settings, *runner.new_run(settings, out))
+
+    settings, folder, record, console = start_or_resume(
+        ctx, resume, options(), runner.resume_settings, new_run
+    )
     try:
         with ProgressReporter() as reporter:
             rows = runner.execute(settings, folder, record, reporter=reporter, executor=cell_executor)

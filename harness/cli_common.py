@@ -78,6 +78,28 @@ def check_resume_alone(ctx: click.Context, defined: dict) -> None:
         raise BadInput(f"--resume takes its settings from DIR/run.json; drop {flags}")
 
 
+def start_or_resume(ctx: click.Context, resume, defined: dict, resume_run, new_run):
+    """(settings, folder, record, console) of the run a command is to execute: resumed from
+    the folder ``resume`` names (``resume_run(resume)``; no setting may be given beside it)
+    or new (``new_run()``). Bad input is one line and exit 2; the folder is announced, and
+    for a resumed run how many cells it already has."""
+    from deqbench.harness.settings import BadInput
+
+    try:
+        if resume is not None:
+            check_resume_alone(ctx, defined)
+            settings, folder, record = resume_run(resume)
+        else:
+            settings, folder, record = new_run()
+    except BadInput as error:
+        fail(str(error))
+    console = stdout_console()
+    console.print(f"results: {folder.path}", highlight=False)
+    if resume is not None:
+        print_resuming(console, folder, record)
+    return settings, folder, record, console
+
+
 def print_resuming(console, folder, record) -> None:
     done, total = len(folder.finished()), len(record["cells"])
     console.print(f"resuming: {done} of {total} cells already finished", highlight=False)

@@ -18,13 +18,11 @@ from rich.progress import Progress
 from deqbench.harness.cli_common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
-    check_resume_alone,
     fail,
     interrupt_on_termination,
     out_option,
-    print_resuming,
     settings_options,
-    stdout_console,
+    start_or_resume,
 )
 from deqbench.harness.progress import progress_columns
 from deqbench.harness.settings import BadInput
@@ -102,21 +100,16 @@ def train_command(ctx: click.Context, out: Path | None, resume: Path | None, **g
     from deqbench.harness import train
 
     interrupt_on_termination()
-    try:
-        if resume is not None:
-            check_resume_alone(ctx, train_options())
-            settings, folder, record = train.resume_training(resume)
-        else:
-            from deqbench.harness.train_settings import make_train_settings
 
-            settings = make_train_settings(**given)
-            folder, record = train.new_training(settings, out)
-    except BadInput as error:
-        fail(str(error))
-    console = stdout_console()
-    console.print(f"results: {folder.path}", highlight=False)
-    if resume is not None:
-        print_resuming(console, folder, record)
+    def new_training():
+        from deqbench.harness.train_settings import make_train_settings
+
+        settings = make_train_settings(**given)
+        return (settings, *train.new_training(settings, out))
+
+    settings, folder, record, console = start_or_resume(
+        ctx, resume, train_options(), train.resume_training, new_training
+    )
     try:
         with StepProgress() as progress:
             rows = train.execute_training(settings, folder, record, progress)
