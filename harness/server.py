@@ -13,7 +13,8 @@ a pipe, never through a file, so a killed parent leaves nothing behind in the te
 
 Protocol (pickled messages over the server's stdin and stdout): the parent sends
 ``(job, cwd, log_path)``; the server forks, replies ``("started", pid)``, reads the child's
-result from its pipe until the child ends, and replies ``("ended", exit code, bytes)``.
+result from its pipe until the child ends, and replies ``("ended", exit code, bytes, peak
+resident bytes)``.
 The parent kills the child by pid past the timeout or the memory cap.
 
 No orphans: the server and every child ask the kernel for SIGKILL when their parent dies
@@ -116,8 +117,9 @@ def serve(parent_pid: int) -> None:
         os.close(write_end)
         replies.send(("started", pid))
         data = read_all(read_end)
-        _, status = os.waitpid(pid, 0)
-        replies.send(("ended", os.waitstatus_to_exitcode(status), data))
+        _, status, usage = os.wait4(pid, 0)
+        peak_bytes = usage.ru_maxrss * 1024  # Linux reports KiB
+        replies.send(("ended", os.waitstatus_to_exitcode(status), data, peak_bytes))
 
 
 def read_all(fd: int) -> bytes:
@@ -202,9 +204,11 @@ class WorkerServer:
             kill(child)
             self._expect("ended", 10)
             raise
-        exitcode, data = self._expect("ended", None)
+        exitcode, data, peak_bytes = self._expect("ended", None)
         if stopped is not None:
             return stopped
+        if max_memory and peak_bytes > max_memory:  # ended between two polls, above the cap
+            return over_the_cap(max_memory, "its peak, after it ended")
         if exitcode == 0 and data:
             return pickle.loads(data)
         return death_record(exitcode)
@@ -213,7 +217,8 @@ class WorkerServer:
         """Wait for the child to end; kill it past the deadline or the memory cap, and say why.
 
         The cap is checked every POLL_S on the child's resident set: a cell that would eat
-        the machine is stopped before the kernel starts reclaiming everyone's memory.
+        the machine is stopped before the kernel starts reclaiming everyone's memory. (A cell
+        that ends between two polls is held to the cap by its peak, in :meth:`run`.)
         """
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -227,8 +232,7 @@ class WorkerServer:
                 return Stopped(Status.TIMEOUT, "worker killed")
             if max_memory and resident_bytes(child) > max_memory:
                 kill(child)
-                limit = f"{max_memory / 2**30:.3g} GiB"
-                return Stopped(Status.OOM, f"resident memory above --max-memory {limit}; worker killed")
+                return over_the_cap(max_memory)
 
     def close(self) -> None:
         self.requests.close()
@@ -237,6 +241,11 @@ class WorkerServer:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def over_the_cap(max_memory: int, what: str = "worker killed") -> Stopped:
+    limit = f"{max_memory / 2**30:.3g} GiB"
+    return Stopped(Status.OOM, f"resident memory above --max-memory {limit}; {what}")
 
 
 def resident_bytes(pid: int) -> int:
