@@ -231,6 +231,28 @@ def test_repelling_fixed_point_raises_oracle_error():
         oracle(problem, "jvp")
 
 
+@pytest.mark.parametrize(
+    ("rows", "certified"),
+    [
+        ([[0.5, 100.0], [0.0, 0.5]], True),  # rho 0.5, norm 100: certified by J^32
+        ([[0.999, 0.0], [0.0, 0.999]], False),  # rho < 1 but too close: left to eigvals
+        ([[1.01, 0.0], [0.0, 0.1]], False),  # repelling: never certified
+        ([[0.0, 2.0], [-2.0, 0.0]], False),  # rho 2, a rotation
+    ],
+)
+def test_attracting_certificate_is_a_proof_and_eigvals_decide_the_rest(rows, certified):
+    jacobian = torch.tensor([rows, [[0.1, 0.0], [0.0, 0.2]]], dtype=torch.float64)
+    assert oracle_module.certified_attracting(jacobian) is certified
+    radius = float(torch.linalg.eigvals(jacobian).abs().max())
+    if certified:
+        assert radius < 1
+    if radius < 1:
+        oracle_module.check_attracting(instance("tanh"), jacobian)
+    else:
+        with pytest.raises(OracleError, match="not attracting"):
+            oracle_module.check_attracting(instance("tanh"), jacobian)
+
+
 def test_unsupported_and_unknown_queries():
     wide = deqbench.get_problem("tanh", "quick", n=9)
     with pytest.raises(UnsupportedQueryError, match="dense Hessian"):
