@@ -2,9 +2,12 @@
 
 Each job runs in a worker process of its own (:mod:`.server`): first the measurement
 (:class:`~deqbench.harness.measure.MeasureJob`), then the oracle's answer
-(:class:`~deqbench.harness.verdicts.OracleJob`), both under one deadline, so that
-``--timeout`` covers everything a cell costs. The executors (:mod:`.executors`) call
-:func:`run_cell`, here or on a Dask worker.
+(:class:`~deqbench.harness.verdicts.OracleJob`), each under its own deadline: ``--timeout``
+covers building the problem and measuring the strategy, ``--oracle-timeout`` (by default the
+same number of seconds) the oracles. An oracle's first answer on a large instance can cost
+far more than any strategy (dense m x m work per sample), and is then cached; it must not be
+charged to the strategy. The executors (:mod:`.executors`) call :func:`run_cell`, here or on
+a Dask worker.
 """
 
 from __future__ import annotations
@@ -46,8 +49,8 @@ def run_cell(planned: PlannedCell, context: CellContext, log_path: str | None, o
     """One cell's rows: unsupported at once, or measured and verified in worker processes.
 
     ``oracles``: framework -> the oracle's answer, when an executor computed them once for
-    every cell of the instance (a Dask run); None to compute them here, under the cell's
-    deadline.
+    every cell of the instance (a Dask run); None to compute them here, under
+    ``--oracle-timeout``.
     """
     settings = context.settings
     start = time.perf_counter()
@@ -75,6 +78,7 @@ def measure_and_judge(
     measurement = as_measurement(run_job(MeasureJob(planned.spec), deadline, memory_cap, log_path), settings)
     if measurement.status != MEASURED:
         return measurement, judge(measurement, None, settings.verify_tol)
+    deadline = deadline_after(settings.oracle_budget)  # the oracles' own, refreshes included
     if oracles is None:
         oracles = oracle_answers(planned, settings, deadline, memory_cap, log_path)
     verdict = judge_against(measurement, oracles, settings.verify_tol)
@@ -111,23 +115,28 @@ def oracle_answer(
     job = OracleJob(planned.spec, refresh=refresh, cache_dir=cache_dir, framework=framework)
     outcome = run_job(job, deadline, memory_cap, log_path)
     job.pass_on_warnings(outcome)
-    return stopped_with_reason(outcome, settings)
+    return stopped_with_reason(outcome, settings, "oracle")
 
 
-def stopped_with_reason(outcome, settings: RunSettings):
-    """A job's outcome, with a timeout's message naming --timeout and what it covers."""
+def stopped_with_reason(outcome, settings: RunSettings, job_kind: str):
+    """A job's outcome, with a timeout's message naming the option and what it covers."""
     if isinstance(outcome, Stopped) and outcome.status == Status.TIMEOUT:
-        return Stopped(
-            Status.TIMEOUT,
-            f"no result within --timeout {settings.timeout:g} s (building the problem, measuring "
-            "and the oracle included); worker killed",
-        )
+        return Stopped(Status.TIMEOUT, TIMEOUT_MESSAGES[job_kind].format(settings=settings))
     return outcome
+
+
+#: What a timeout of each kind of job says; the oracle's is prefixed "oracle: " by the verdict.
+TIMEOUT_MESSAGES = {
+    "measure": "no result within --timeout {settings.timeout:g} s (building the problem and "
+    "measuring); worker killed",
+    "oracle": "no answer within --oracle-timeout {settings.oracle_budget:g} s (the oracles' own "
+    "budget, by default --timeout's); worker killed",
+}
 
 
 def as_measurement(outcome, settings: RunSettings) -> Measurement:
     if isinstance(outcome, Stopped):
-        stopped = stopped_with_reason(outcome, settings)
+        stopped = stopped_with_reason(outcome, settings, "measure")
         return Measurement(stopped.status, stopped.message)
     return outcome
 

@@ -3,7 +3,8 @@
 ``deqbench run --executor dask [--scheduler ADDRESS]`` hands every cell to the cluster at
 ADDRESS, or to a LocalCluster of ``--workers`` processes when none is named. A cell keeps
 what it has locally: on its Dask worker it runs in worker processes of its own
-(:mod:`.server`), under ``--timeout`` and ``--max-memory``, and gives the same rows.
+(:mod:`.server`), under ``--timeout`` (``--oracle-timeout`` for the oracles) and
+``--max-memory``, and gives the same rows.
 
 The oracle's answer is one task per problem instance and query, shared by every cell that
 needs it (Dask passes its result to them), not computed once per cell. The parent writes
@@ -40,7 +41,7 @@ ALLOWED_FAILURES = 1
 def oracle_task(planned: PlannedCell, context: CellContext):
     """On a Dask worker: every oracle's answer for a cell's instance and query."""
     worker_server()
-    deadline = deadline_after(context.settings.timeout)
+    deadline = deadline_after(context.settings.oracle_budget)
     return oracle_answers(planned, context.settings, deadline, local_memory_cap(context), None)
 
 

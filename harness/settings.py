@@ -352,8 +352,16 @@ class RunSettings:
     )  # fmt: skip
     timeout: float | None = option(
         None, "--timeout", metavar="SECONDS", parse=positive_parser("seconds"),
-        help="Seconds a cell may take, everything included (building the problem, measuring, the "
-        "oracle), before its worker is killed ('timeout'). [default: none]",
+        help="Seconds a cell's strategy may take (building the problem and measuring) before its "
+        "worker is killed ('timeout'). The oracle has its own budget: --oracle-timeout. "
+        "[default: none]",
+    )  # fmt: skip
+    oracle_timeout: float | None = option(
+        None, "--oracle-timeout", metavar="SECONDS", parse=positive_parser("seconds"),
+        help="Seconds the oracles may take to answer a cell's query, counted apart from --timeout "
+        "('timeout', 'oracle: ...'). An answer is computed once per problem instance and query, "
+        "then cached, so at large sizes the first cell's oracle can take far longer than any "
+        "strategy. [default: the --timeout value]",
     )  # fmt: skip
     threads: int | None = option(
         None, "--threads", metavar="N", parse=integer_parser(1, optional=True),
@@ -413,6 +421,11 @@ class RunSettings:
         }
         settings.update({k: v for k, v in (("f_solver", self.f_solver), ("b_solver", self.b_solver)) if v})
         return settings
+
+    @property
+    def oracle_budget(self) -> float | None:
+        """Seconds the oracles get for one cell's query: --oracle-timeout, else --timeout."""
+        return self.timeout if self.oracle_timeout is None else self.oracle_timeout
 
     @property
     def oracle_frameworks(self) -> tuple[str, ...]:

@@ -1,6 +1,7 @@
-"""Processes and time: --timeout covers everything a cell costs, kills from outside are
-recorded as such, stopped claimed-exact cells fail the run, no process or scratch file
-outlives its parent, and one results folder has one writer at a time."""
+"""Processes and time: --timeout covers the strategy's cost and --oracle-timeout the
+oracles', kills from outside are recorded as such, stopped claimed-exact cells fail the run,
+no process or scratch file outlives its parent, and one results folder has one writer at a
+time."""
 
 from __future__ import annotations
 
@@ -40,14 +41,29 @@ def cells(rows) -> dict[str, tuple[str, str]]:
 
 
 # --------------------------------------------------------------------- timeout
-@pytest.mark.parametrize("problem", ["HangsInBuild", "HangsInOracle"])
-def test_timeout_covers_building_the_problem_and_the_oracle(problem):
+@pytest.mark.parametrize(
+    ("problem", "said"),
+    [("HangsInBuild", "--timeout 4 s"), ("HangsInOracle", "oracle: no answer within --oracle-timeout 4 s")],
+)
+def test_timeout_covers_building_the_problem_and_by_default_the_oracle(problem, said):
     start = time.monotonic()
     rows = deqbench.run("analytic", f"{HANGING}:{problem}", "forward,jvp", quick=True, timeout=4)
     assert time.monotonic() - start < 60
     for status, message in cells(rows).values():
-        assert status == "timeout" and "--timeout 4 s" in message
+        assert status == "timeout" and said in message
     assert len(results.unverified_cells(rows)) == 2
+
+
+def test_the_oracle_has_its_own_budget_apart_from_the_strategys_timeout():
+    """An oracle slower than the strategy's whole --timeout still grades the cell when
+    --oracle-timeout allows it: its cost is not charged to the strategy."""
+    rows = deqbench.run(
+        "analytic", f"{HANGING}:SlowOracle", "forward", quick=True, timeout=5, oracle_timeout=120
+    )
+    ((status, message),) = cells(rows).values()
+    assert status == "ok", message
+    with pytest.raises(ValueError, match="--oracle-timeout 0: accepted: seconds"):
+        deqbench.run("analytic", "tanh", "forward", quick=True, oracle_timeout=0)
 
 
 # ------------------------------------------------------------------------ kills
