@@ -96,6 +96,7 @@ bench-peers: setup
 	  --threads 1 --repeats 3 --timeout $(PEERS_TIMEOUT) --oracle-timeout $(PEERS_ORACLE_TIMEOUT) \
 	  --out $(PEERS_BENCH_DIR)
 	$(BIN)/python -m deqbench.harness.ratios $(PEERS_BENCH_DIR)
+	$(BIN)/python -m deqbench.harness.markdown --side-by-side $(PEERS_BENCH_DIR)
 
 # --- asv (docs/asv.md) ---------------------------------------------------------------
 # The suite (benchmarks/) runs against the project as installed in $(VENV): --python=same.

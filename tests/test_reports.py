@@ -3,7 +3,7 @@
 import pytest
 
 import deqbench
-from deqbench.harness.markdown import error_tables
+from deqbench.harness.markdown import error_tables, side_by_side_table
 from deqbench.harness.ratios import ratio_table
 from deqbench.harness.run_folder import RunFolder
 
@@ -24,6 +24,20 @@ def test_error_tables_show_every_strategy_and_query_with_unsupported_marked(run_
     seed_row = next(line for line in table.splitlines() if line.startswith("| `analytic-seed`"))
     jvp2_error = float(seed_row.split("|")[2])
     assert jvp2_error > 1e-4 and seed_row.rstrip().endswith("| — |")
+
+
+def test_side_by_side_table_has_a_line_per_query_size_and_strategy_in_run_order(run_rows):
+    lines = side_by_side_table(run_rows).splitlines()
+    assert lines[0].startswith("| query | m | strategy | median time (no compile) |")
+    body = [line.split(" | ") for line in lines[2:]]
+    assert [(cells[0], cells[2]) for cells in body] == [
+        ("| jvp2", "`analytic`"), ("| jvp2", "`unrolled`"), ("| jvp2", "`analytic-seed`"),
+        ("| pinn_grad", "`analytic`"), ("| pinn_grad", "`unrolled`"), ("| pinn_grad", "`analytic-seed`"),
+    ]  # fmt: skip
+    seed_pinn = body[-1]
+    assert seed_pinn[1] == "8" and seed_pinn[-1] == "unsupported |" and seed_pinn[3] == "—"
+    seed_jvp2 = body[2]
+    assert seed_jvp2[-1] == "wrong |" and float(seed_jvp2[6]) > 1e-4 and seed_jvp2[3].endswith(" ms")
 
 
 def test_ratios_divide_the_reference_by_each_other_strategy(run_rows):
