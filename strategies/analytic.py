@@ -70,12 +70,15 @@ def taylor_map(f, theta, x, e, z, tangents, order=None):
     return derivatives
 
 
-def _grad_graph(output, wrt):
-    """d output / d wrt with its own graph kept (zeros where output does not depend on it:
-    a derivative of f that vanishes, such as f_zz of a linear layer)."""
+def _grad_graph(output, wrt, cotangent=None):
+    """<cotangent, d output / d wrt> with its own graph kept (zeros where output does not
+    depend on it: a derivative of f that vanishes, such as f_zz of a linear layer)."""
+    wrt = [wrt] if isinstance(wrt, torch.Tensor) else wrt
     if not output.requires_grad:
-        return [torch.zeros_like(wrt)]
-    return torch.autograd.grad(output, wrt, create_graph=True, allow_unused=True, materialize_grads=True)
+        return [torch.zeros_like(t) for t in wrt]
+    return torch.autograd.grad(
+        output, wrt, cotangent, create_graph=True, allow_unused=True, materialize_grads=True
+    )
 
 
 def _grad(outputs, inputs, cotangents=None):
@@ -150,7 +153,7 @@ class Linearization:
         if self._transposed is None:
             with torch.enable_grad():
                 self.u = torch.zeros_like(self.f_z, requires_grad=True)
-                self._transposed = _grad_graph((self.u * self.f_z).sum(), [self.z, self.tau])
+                self._transposed = _grad_graph(self.f_z, [self.z, self.tau], self.u)
         return self._transposed
 
 
