@@ -30,6 +30,7 @@ import torch
 
 import deqbench
 from deqbench.harness.accuracy import relative_errors
+from deqbench.harness.measure import configure_xla
 from deqbench.harness.memory import PeakRSS, pin_malloc_thresholds, saved_tensor_bytes
 from deqbench.solvers import solve
 
@@ -95,11 +96,15 @@ def compare_answers(cells: list[Cell]) -> None:
             cell.difference = max(relative_errors(answers[cell.strategy, cell.query], reference).values())
 
 
-def time_interleaved(cells: list[Cell], repeats: int) -> None:
+def time_interleaved(cells: list[Cell], repeats: int, synchronize: Callable[[], None] = lambda: None) -> None:
+    """Every cell once per repetition, in turn; ``synchronize`` waits for queued device work
+    (``torch.cuda.synchronize`` on a GPU) before the clock is read on either side."""
     for _ in range(repeats):
         for cell in cells:
+            synchronize()
             start = time.perf_counter()
             cell.run()
+            synchronize()
             cell.times.append(time.perf_counter() - start)
 
 
@@ -139,26 +144,26 @@ def table_rows(m: int, cells: list[Cell]) -> list[dict]:
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
-    header = (
-        "m",
-        "query",
-        "strategy",
-        "median ms",
-        "x forward",
-        "analytic/this",
-        "peak MB",
-        "saved MB",
-        "vs analytic",
-    )
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for r in rows:
-        print(
-            f"| {r['m']} | {r['query']} | {r['strategy']} | {r['median_ms']:.2f} | {r['x_forward']:.2f} |"
-            f" {r['analytic_over_this']:.2f} | {r['peak_MB']:.1f} | {r['saved_MB']:.1f} |"
-            f" {r['diff_vs_analytic']:.1e} |"
-        )
+#: (header, row key, format) of each column printed; the GPU table picks its own
+COLUMNS = (
+    ("m", "m", "{}"),
+    ("query", "query", "{}"),
+    ("strategy", "strategy", "{}"),
+    ("median ms", "median_ms", "{:.2f}"),
+    ("x forward", "x_forward", "{:.2f}"),
+    ("analytic/this", "analytic_over_this", "{:.2f}"),
+    ("peak MB", "peak_MB", "{:.1f}"),
+    ("saved MB", "saved_MB", "{:.1f}"),
+    ("vs analytic", "diff_vs_analytic", "{:.1e}"),
+)
+
+
+def print_table(rows: list[dict], columns=COLUMNS) -> None:
+    """A markdown table of the rows."""
+    print("| " + " | ".join(header for header, _, _ in columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(style.format(row[key]) for _, key, style in columns) + " |")
 
 
 def registered(names: list[str]) -> list[str]:
@@ -181,6 +186,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    configure_xla(args.threads)  # before JAX is first imported: its CPU code on one thread too
     torch.set_num_threads(args.threads)
     pin_malloc_thresholds()
     strategies = registered([s for s in args.strategies.split(",") if s])
