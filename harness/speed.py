@@ -12,7 +12,9 @@ Each width gets a fresh ``tanh`` instance (batch 128, n = 4, rho = 0.8, float64)
 strategies compile before timing (compilation excluded, as in ``deqbench run``). Peak
 memory is each cell's resident set over the process's level just before it (VmHWM, after
 warm-up, malloc thresholds pinned: :mod:`deqbench.harness.memory`), and autograd's saved
-bytes for torch cells. Only queries a strategy claims exact are timed (the targets compare
+bytes for torch cells. Times are taken after that, with malloc's thresholds where glibc's
+own adaptation leaves them (:func:`~deqbench.harness.memory.steady_malloc_thresholds`):
+pinned, every state-sized block from m = 256 on is a fresh mmap, page faults included. Only queries a strategy claims exact are timed (the targets compare
 with correct peers); each answer's relative difference from `analytic`'s is printed.
 ``-s all`` takes every registered strategy, peers included once they are merged; a named
 strategy that is not registered is skipped with a note.
@@ -31,7 +33,12 @@ import torch
 import deqbench
 from deqbench.harness.accuracy import relative_errors
 from deqbench.harness.measure import configure_xla
-from deqbench.harness.memory import PeakRSS, pin_malloc_thresholds, saved_tensor_bytes
+from deqbench.harness.memory import (
+    PeakRSS,
+    pin_malloc_thresholds,
+    saved_tensor_bytes,
+    steady_malloc_thresholds,
+)
 from deqbench.solvers import solve
 
 FORWARD = "forward solve"
@@ -114,8 +121,10 @@ def measure_width(m: int, strategies, queries, tol: float, repeats: int) -> list
     for cell in cells:  # warm-up: torch's lazy set-up, JAX's compilation
         cell.run()
     compare_answers(cells)
+    pin_malloc_thresholds()  # memory: the resident set follows what is live
     for cell in cells:
         measure_memory(cell)
+    steady_malloc_thresholds()  # time: malloc as a warmed-up process has it, no page faults
     time_interleaved(cells, repeats)
     return table_rows(m, cells)
 
@@ -188,7 +197,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     configure_xla(args.threads)  # before JAX is first imported: its CPU code on one thread too
     torch.set_num_threads(args.threads)
-    pin_malloc_thresholds()
     strategies = registered([s for s in args.strategies.split(",") if s])
     rows = []
     for m in (int(size) for size in args.sizes.split(",")):
