@@ -12,12 +12,14 @@ Each width gets a fresh ``tanh`` instance (batch 128, n = 4, rho = 0.8, float64)
 strategies compile before timing (compilation excluded, as in ``deqbench run``). Peak
 memory is each cell's resident set over the process's level just before it (VmHWM, after
 warm-up, malloc thresholds pinned: :mod:`deqbench.harness.memory`), and autograd's saved
-bytes for torch cells. Times are taken after that, with malloc's thresholds where glibc's
-own adaptation leaves them (:func:`~deqbench.harness.memory.steady_malloc_thresholds`):
-pinned, every state-sized block from m = 256 on is a fresh mmap, page faults included. Only queries a strategy claims exact are timed (the targets compare
-with correct peers); each answer's relative difference from `analytic`'s is printed.
-``-s all`` takes every registered strategy, peers included once they are merged; a named
-strategy that is not registered is skipped with a note.
+bytes for torch cells, every width's before any time is taken. The times are taken with
+malloc's thresholds where glibc's own adaptation leaves them
+(:func:`~deqbench.harness.memory.steady_malloc_thresholds`): pinned, every state-sized
+block from m = 256 on is a fresh mmap, page faults included. Only queries a strategy
+claims exact are timed (the targets compare with correct peers); each answer's relative
+difference from `analytic`'s is printed. ``-s all`` takes every registered strategy, peers
+included once they are merged; a named strategy that is not registered is skipped with a
+note. XLA's CPU code runs on ``--threads`` too where that is one (``configure_xla``).
 """
 
 from __future__ import annotations
@@ -115,18 +117,29 @@ def time_interleaved(cells: list[Cell], repeats: int, synchronize: Callable[[], 
             cell.times.append(time.perf_counter() - start)
 
 
-def measure_width(m: int, strategies, queries, tol: float, repeats: int) -> list[dict]:
+def prepare_width(m: int, strategies, queries, tol: float) -> list[Cell]:
+    """One width's cells, warmed up, their answers compared and their memory measured."""
     problem = deqbench.get_problem("tanh", "large", m=m)
     cells = build_cells(problem, strategies, queries, tol)
     for cell in cells:  # warm-up: torch's lazy set-up, JAX's compilation
         cell.run()
     compare_answers(cells)
-    pin_malloc_thresholds()  # memory: the resident set follows what is live
     for cell in cells:
         measure_memory(cell)
-    steady_malloc_thresholds()  # time: malloc as a warmed-up process has it, no page faults
-    time_interleaved(cells, repeats)
-    return table_rows(m, cells)
+    return cells
+
+
+def measure_widths(sizes: list[int], strategies, queries, tol: float, repeats: int) -> list[dict]:
+    """Memory first, every width with malloc's thresholds pinned (the resident set follows
+    what is live); then the times, with the thresholds glibc's adaptation would reach."""
+    pin_malloc_thresholds()
+    prepared = {m: prepare_width(m, strategies, queries, tol) for m in sizes}
+    steady_malloc_thresholds()
+    rows = []
+    for m, cells in prepared.items():
+        time_interleaved(cells, repeats)
+        rows += table_rows(m, cells)
+    return rows
 
 
 def table_rows(m: int, cells: list[Cell]) -> list[dict]:
@@ -198,9 +211,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     configure_xla(args.threads)  # before JAX is first imported: its CPU code on one thread too
     torch.set_num_threads(args.threads)
     strategies = registered([s for s in args.strategies.split(",") if s])
-    rows = []
-    for m in (int(size) for size in args.sizes.split(",")):
-        rows += measure_width(m, strategies, args.queries.split(","), args.tol, args.repeats)
+    sizes = [int(size) for size in args.sizes.split(",")]
+    rows = measure_widths(sizes, strategies, args.queries.split(","), args.tol, args.repeats)
     print_table(rows)
     return rows
 
