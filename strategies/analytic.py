@@ -93,6 +93,18 @@ def _grad(outputs, inputs, cotangents=None):
     )
 
 
+def _loss_partials(loss, theta, state):
+    """d loss / d theta and d loss / d state; the loss's graph is used once and freed. A
+    parameter the loss ignores gets None, not zeros: a data loss ignores them all, and
+    W-sized zeros (and their sum with the gradient) were half of grad's peak at m = 1024."""
+    if not loss.requires_grad:
+        return [None] * len(theta), [torch.zeros_like(s) for s in state]
+    partials = torch.autograd.grad(loss, [*theta, *state], allow_unused=True)
+    by_state = zip(partials[len(theta) :], state, strict=True)
+    state_partials = [torch.zeros_like(s) if p is None else p for p, s in by_state]
+    return partials[: len(theta)], state_partials
+
+
 def _step_vjp(output: torch.Tensor, wrt: torch.Tensor, cotangent: torch.Tensor) -> torch.Tensor:
     """<cotangent, d output / d wrt> on a retained graph: the one reverse pass of a solver step.
 
@@ -204,8 +216,7 @@ class Analytic(Strategy):
         theta = linear.theta
         with torch.enable_grad():
             state = [linear.z, *(v.detach().requires_grad_(True) for v in tangents)]
-            loss_partials = _grad(loss(theta, *state), [*theta.values(), *state])
-            loss_theta, loss_state = loss_partials[: len(theta)], loss_partials[len(theta) :]
+            loss_theta, loss_state = _loss_partials(loss(theta, *state), list(theta.values()), state)
             if k == 0:
                 taylor = [linear.f_z]
             elif k == 1:
@@ -222,7 +233,8 @@ class Analytic(Strategy):
             adjoints[j] = self.solve_backward(lambda g, rhs=rhs: linear.vjp(g) + rhs, rhs)
         theta_from_state = _grad(taylor, list(theta.values()), adjoints)
         return {
-            name: (a + b).detach() for name, a, b in zip(theta, loss_theta, theta_from_state, strict=True)
+            name: (b if a is None else a + b).detach()
+            for name, a, b in zip(theta, loss_theta, theta_from_state, strict=True)
         }
 
     # -------------------------------------------------------------- queries
