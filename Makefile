@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 comma := ,
 
-.PHONY: setup run test lint clean ratios bench-jax bench-peers train perf
+.PHONY: setup run test lint clean ratios bench-jax bench-peers train perf perf-gpu
 .PHONY: asv-machine asv-run asv-publish asv-compare asv-continuous
 
 $(STAMP): pyproject.toml
@@ -78,6 +78,14 @@ perf: setup
 	$(BIN)/deqbench run -s analytic,unrolled,iterative-backward,jax-analytic,jax-implicit$(if $(PEERS),$(comma)$(PEERS)) \
 	  -p tanh -q grad,pinn_grad --size large --f-tol 1e-10 --b-tol 1e-10 --threads 1 --out $(PERF_DIR)
 	$(BIN)/python -m deqbench.harness.ratios $(PERF_DIR)
+
+# The same table on a CUDA machine (harness/gpu_table.py): analytic, jax-analytic, unrolled and
+# the correct peers that are installed, grad and pinn_grad, m = PERF_SIZES, float32 and
+# float64, absolute times (CUDA-synchronized) and peak device memory (torch's allocator;
+# XLA's, a child process per JAX cell). Needs a CUDA torch (make TORCH=torch setup) and, for
+# the JAX rows, a CUDA jaxlib; without CUDA it exits 2 (--device cpu: a dry run).
+perf-gpu: setup
+	$(BIN)/python -m deqbench.harness.gpu_table --sizes $(PERF_SIZES) --repeats 7
 
 # Peers side by side (README "Peers"): our analytic (torch) and jax-analytic against the peers
 # that answer grad or pinn_grad, on tanh at m = 64, 256, 1024 (batch 128, float64,
