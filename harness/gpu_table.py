@@ -75,14 +75,9 @@ def measure(m: int, dtype: str, args) -> list[dict]:
     """The speed table's rows for one width and dtype, with the device's peak memory."""
     problem = build_problem(m, as_dtype(dtype), args.device, args.batch)
     tol = solver_tol(dtype)
-    cells = speed.build_cells(
-        problem, speed.registered(args.strategies.split(",")), args.queries.split(","), tol
-    )
+    strategies = speed.registered(args.strategies.split(","))
+    cells = speed.warmed_up_cells(problem, strategies, args.queries.split(","), tol)
     synchronize = synchronizer(args.device)
-    for cell in cells:  # warm-up: CUDA context, kernels, JAX compilation
-        cell.run()
-    synchronize()
-    speed.compare_answers(cells)
     for cell in cells:
         if backend_of(cell) == "jax" and args.device == "cuda":
             cell.peak_bytes = child_peak_bytes(cell.strategy, cell.query, m, dtype, args.device, args.batch)

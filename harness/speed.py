@@ -126,13 +126,19 @@ def time_interleaved(cells: list[Cell], repeats: int, synchronize: Callable[[], 
             cell.times.append(time.perf_counter() - start)
 
 
-def prepare_width(m: int, strategies, queries, tol: float) -> list[Cell]:
-    """One width's cells, warmed up, their answers compared and their memory measured."""
-    problem = deqbench.get_problem("tanh", "large", m=m)
+def warmed_up_cells(problem, strategies, queries, tol: float) -> list[Cell]:
+    """The cells of one problem, each run once (torch's lazy set-up, JAX's compilation, a
+    device's kernels) and their answers compared with `analytic`'s."""
     cells = build_cells(problem, strategies, queries, tol)
-    for cell in cells:  # warm-up: torch's lazy set-up, JAX's compilation
+    for cell in cells:
         cell.run()
     compare_answers(cells)
+    return cells
+
+
+def prepare_width(m: int, strategies, queries, tol: float) -> list[Cell]:
+    """One width's cells, warmed up, their answers compared and their memory measured."""
+    cells = warmed_up_cells(deqbench.get_problem("tanh", "large", m=m), strategies, queries, tol)
     for cell in cells:
         measure_memory(cell)
     return cells
