@@ -153,11 +153,7 @@ def pin_malloc_thresholds(threshold_bytes: int = 128 * 1024) -> None:
     run then leaves pages behind that the measured run reuses unseen. Setting the
     thresholds explicitly turns that adaptation off. A no-op off glibc.
     """
-    libc = _libc()
-    if libc is None or not hasattr(libc, "mallopt"):
-        return
-    libc.mallopt(_M_MMAP_THRESHOLD, threshold_bytes)
-    libc.mallopt(_M_TRIM_THRESHOLD, 2 * threshold_bytes)
+    _set_malloc_thresholds(threshold_bytes)
 
 
 #: the ceiling of glibc's adaptive mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX)
@@ -174,11 +170,16 @@ def steady_malloc_thresholds() -> None:
     (tanh m = 256, batch 128, float64, a state is 256 KiB: one plain forward solve took
     2.9x as long pinned, on a loaded machine). A no-op off glibc.
     """
+    _set_malloc_thresholds(STEADY_MMAP_THRESHOLD)
+
+
+def _set_malloc_thresholds(mmap_bytes: int) -> None:
+    """glibc's mmap threshold, and its trim threshold at twice that; a no-op off glibc."""
     libc = _libc()
     if libc is None or not hasattr(libc, "mallopt"):
         return
-    libc.mallopt(_M_MMAP_THRESHOLD, STEADY_MMAP_THRESHOLD)
-    libc.mallopt(_M_TRIM_THRESHOLD, 2 * STEADY_MMAP_THRESHOLD)
+    libc.mallopt(_M_MMAP_THRESHOLD, mmap_bytes)
+    libc.mallopt(_M_TRIM_THRESHOLD, 2 * mmap_bytes)
 
 
 def release_free_heap() -> None:
