@@ -29,7 +29,7 @@ import torch
 
 import deqbench
 from deqbench.harness import speed
-from deqbench.harness.measure import configure_xla
+from deqbench.harness.measure import use_threads
 from deqbench.harness.memory import peak_memory
 from deqbench.tolerances import as_dtype, solver_tol
 
@@ -122,8 +122,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.device == "cuda" and not torch.cuda.is_available():
         print(NO_CUDA, file=sys.stderr)
         raise SystemExit(2)
-    configure_xla(args.threads)  # before JAX is first imported: no GPU preallocation
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)  # before JAX is first imported: no GPU preallocation, one CPU
     if args.memory_of:
         memory_of(*args.memory_of, args)
         return []

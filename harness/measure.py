@@ -74,9 +74,7 @@ def device_name(device: torch.device) -> str:
 def measure(spec: CellSpec) -> Measurement:
     """Build, warm up, measure memory (and keep that answer), then time ``repeats`` runs
     (see ``timed_runs``)."""
-    if spec.threads:
-        torch.set_num_threads(spec.threads)
-    configure_xla(spec.threads)
+    use_threads(spec.threads)
     pin_malloc_thresholds()
     cell = PreparedCell.build(spec)
     reason = cell.unsupported_reason()
@@ -110,6 +108,45 @@ def timed_runs(cell: PreparedCell, repeats: int) -> list[float]:
     steady_malloc_thresholds()
     cell.timed_run()
     return [cell.timed_run() for _ in range(repeats)]
+
+
+def use_threads(threads: int | None) -> None:
+    """A measuring process's threads: torch's count, XLA's settings and, for one thread, one
+    CPU (:func:`keep_to_one_cpu`). None leaves each library its own default."""
+    if threads:
+        torch.set_num_threads(threads)
+    if threads == 1:
+        keep_to_one_cpu()
+    configure_xla(threads)
+
+
+def keep_to_one_cpu() -> None:
+    """Restrict this process to the CPU it runs on now (where the OS lets it choose).
+
+    XLA's CPU runtime runs a large op on a thread pool of its own, sized by the CPUs the
+    process may use, which ``--xla_cpu_multi_thread_eigen=false`` does not reach: a jitted
+    loop of ``tanh(c @ W)`` (batch 128, float64) took 127 us of wall and 235 us of CPU time
+    a step at m = 256 with the flag alone, 1.8 against 3.5 ms at m = 1024, so a JAX cell
+    measured with "one thread" had two cores. On one CPU the same loop takes 204 us of both.
+    The current CPU, not a fixed one: separate measuring processes (Dask workers on one
+    machine) then mostly keep to different CPUs.
+    """
+    if not hasattr(os, "sched_setaffinity"):  # not Linux: nothing to restrict with
+        return
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) > 1:
+        current = current_cpu()
+        os.sched_setaffinity(0, {current if current in allowed else min(allowed)})
+
+
+def current_cpu() -> int | None:
+    """The CPU this process last ran on (field 39 of /proc/self/stat), None if unreadable."""
+    try:
+        with open("/proc/self/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()  # after the command name, field 3 on
+        return int(fields[39 - 3])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def configure_xla(threads: int | None) -> None:

@@ -19,7 +19,8 @@ block from m = 256 on is a fresh mmap, page faults included. Only queries a stra
 claims exact are timed (the targets compare with correct peers); each answer's relative
 difference from `analytic`'s is printed. ``-s all`` takes every registered strategy, peers
 included once they are merged; a named strategy that is not registered is skipped with a
-note. XLA's CPU code runs on ``--threads`` too where that is one (``configure_xla``).
+note. With ``--threads 1`` the process keeps to one CPU, XLA's thread pool included
+(``measure.use_threads``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import torch
 
 import deqbench
 from deqbench.harness.accuracy import relative_errors
-from deqbench.harness.measure import configure_xla
+from deqbench.harness.measure import use_threads
 from deqbench.harness.memory import (
     PeakRSS,
     pin_malloc_thresholds,
@@ -223,8 +224,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    configure_xla(args.threads)  # before JAX is first imported: its CPU code on one thread too
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)  # before JAX is first imported: its CPU code on one CPU too
     strategies = registered([s for s in args.strategies.split(",") if s])
     sizes = [int(size) for size in args.sizes.split(",")]
     rows = measure_widths(sizes, strategies, args.queries.split(","), args.tol, args.repeats)

@@ -19,13 +19,16 @@ TINY = ["--device", "cpu", "--sizes", "8", "--batch", "4", "--repeats", "1"]
 
 @pytest.fixture
 def threads_kept(monkeypatch):
-    """The script sets one thread and XLA's settings, as the speed harness does; the test
-    process gets its own back."""
+    """The script sets one thread, one CPU and XLA's settings, as the speed harness does;
+    the test process gets its own back."""
     for name in ("XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE"):
         monkeypatch.setenv(name, os.environ.get(name, ""))  # restored (or removed) afterwards
     threads = torch.get_num_threads()
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     yield
     torch.set_num_threads(threads)
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here: the script would run")

@@ -175,3 +175,19 @@ def test_a_second_writer_of_a_results_folder_gets_one_line_and_exit_2(tmp_path):
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1 and "is being written by deqbench (pid" in lines[0], second.stderr
     assert not list((out / "cells").glob("*.parquet"))  # the second writer computed nothing
+
+
+MANY_CPUS = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) > 1
+
+
+@pytest.mark.skipif(not MANY_CPUS, reason="needs a Linux process that may use more than one CPU")
+@pytest.mark.parametrize(("threads", "cpus_kept"), [(1, 1), (2, None), (None, None)])
+def test_one_thread_keeps_a_measuring_process_to_one_cpu(threads, cpus_kept):
+    """XLA's own thread pool ignores its one-thread flag, so one thread means one CPU; other
+    counts leave the process every CPU it had (a fresh process: this one keeps its own)."""
+    code = (
+        "import os; from deqbench.harness.measure import use_threads; "
+        f"use_threads({threads}); print(len(os.sched_getaffinity(0)))"
+    )
+    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(printed.stdout) == (cpus_kept or len(os.sched_getaffinity(0)))
