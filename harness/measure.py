@@ -17,6 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import threadpoolctl
 import torch
 
 from deqbench.backends import to_numpy
@@ -111,13 +112,28 @@ def timed_runs(cell: PreparedCell, repeats: int) -> list[float]:
 
 
 def use_threads(threads: int | None) -> None:
-    """A measuring process's threads: torch's count, XLA's settings and, for one thread, one
-    CPU (:func:`keep_to_one_cpu`). None leaves each library its own default."""
+    """A measuring process's threads: torch's count, the BLAS libraries' (:func:`limit_blas`),
+    XLA's settings and, for one thread, one CPU (:func:`keep_to_one_cpu`). None leaves each
+    library its own default."""
     if threads:
         torch.set_num_threads(threads)
+        limit_blas(threads)
     if threads == 1:
         keep_to_one_cpu()
     configure_xla(threads)
+
+
+def limit_blas(threads: int) -> None:
+    """The BLAS and LAPACK libraries outside torch on ``threads`` threads: the ones loaded
+    (threadpoolctl) and the ones loaded later (OpenBLAS reads its variable as it loads).
+
+    jaxlib's LAPACK kernels (the LU of optimistix's dense solve) call scipy's OpenBLAS,
+    whose thread pool ignores torch's and XLA's settings: a "one thread" cell had two, and
+    on one CPU (:func:`keep_to_one_cpu`) its threads spin-wait on each other, which made
+    optimistix-implicit's grad at m = 256 take 10.4 s against 0.12 s.
+    """
+    os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
+    threadpoolctl.threadpool_limits(threads, user_api="blas")
 
 
 def keep_to_one_cpu() -> None:

@@ -37,7 +37,7 @@ import torch
 
 from deqbench.harness import results
 from deqbench.harness.files import write_atomically
-from deqbench.harness.measure import configure_xla, device_name, one_line
+from deqbench.harness.measure import device_name, one_line, use_threads
 from deqbench.harness.memory import peak_memory
 from deqbench.harness.references import resolve_class
 from deqbench.harness.results import COLUMNS, Metric, format_size, safe_name
@@ -404,9 +404,7 @@ def execute_training(
     cannot be written (the cells and checkpoints written so far are kept for --resume).
     """
     progress = progress or SilentSteps()
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    configure_xla(settings.threads)
+    use_threads(settings.threads)  # one thread: one CPU, XLA's pool included (times compare)
     try:
         with folder.lock():
             folder.remove_partial_files()

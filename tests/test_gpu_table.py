@@ -18,17 +18,11 @@ TINY = ["--device", "cpu", "--sizes", "8", "--batch", "4", "--repeats", "1"]
 
 
 @pytest.fixture
-def threads_kept(monkeypatch):
-    """The script sets one thread, one CPU and XLA's settings, as the speed harness does;
-    the test process gets its own back."""
+def xla_settings_kept(monkeypatch):
+    """The script sets XLA's settings, as the speed harness does; the test process gets its
+    own back (its threads and CPUs: conftest's ``threads_restored``)."""
     for name in ("XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE"):
         monkeypatch.setenv(name, os.environ.get(name, ""))  # restored (or removed) afterwards
-    threads = torch.get_num_threads()
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    yield
-    torch.set_num_threads(threads)
-    if cpus is not None:
-        os.sched_setaffinity(0, cpus)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here: the script would run")
@@ -40,7 +34,7 @@ def test_without_cuda_it_says_so_in_one_line_and_exits_2(capsys):
     assert len(message.splitlines()) == 1 and "CUDA" in message and "--device cpu" in message
 
 
-def test_a_cpu_dry_run_gives_every_row_in_both_dtypes(threads_kept, capsys):
+def test_a_cpu_dry_run_gives_every_row_in_both_dtypes(xla_settings_kept, capsys):
     rows = gpu_table.main([*TINY, "-s", "analytic,unrolled"])
     cells = {(r["dtype"], r["query"], r["strategy"]) for r in rows}
     for dtype in ("float32", "float64"):

@@ -191,3 +191,16 @@ def test_one_thread_keeps_a_measuring_process_to_one_cpu(threads, cpus_kept):
     )
     printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(printed.stdout) == (cpus_kept or len(os.sched_getaffinity(0)))
+
+
+@pytest.mark.skipif(not MANY_CPUS, reason="needs a Linux process that may use more than one CPU")
+def test_one_thread_is_one_blas_thread_in_libraries_loaded_before():
+    """scipy's OpenBLAS (jaxlib's LAPACK) loaded first, as the worker server preloads it:
+    its pool still ends at one thread, or its threads spin-wait on each other on one CPU."""
+    code = (
+        "import scipy.linalg, threadpoolctl; from deqbench.harness.measure import use_threads; "
+        "use_threads(1); "
+        "print(max(i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas'))"
+    )
+    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(printed.stdout) == 1
