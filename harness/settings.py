@@ -365,7 +365,9 @@ class RunSettings:
     )  # fmt: skip
     threads: int | None = option(
         None, "--threads", metavar="N", parse=integer_parser(1, optional=True),
-        help="torch threads in each worker. [default: torch's]",
+        help="Threads in each worker: torch's, the BLAS libraries' and, for XLA, its settings; 1 also "
+        "keeps the worker to one CPU (XLA's own thread pool ignores its one-thread flag). "
+        "[default: each library's own]",
     )  # fmt: skip
     sweep: str | None = option(
         None, "--sweep", metavar="KNOB=V,...", parse=parse_sweep,
