@@ -29,7 +29,7 @@ import torch
 
 import deqbench
 from deqbench.harness import speed
-from deqbench.harness.measure import use_threads
+from deqbench.harness.measure import on_cpu, use_threads
 from deqbench.harness.memory import peak_memory
 from deqbench.tolerances import as_dtype, solver_tol
 
@@ -112,7 +112,9 @@ def parse(argv):
     parser.add_argument("--dtypes", default="float32,float64")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (torch, and XLA's CPU code)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads (torch, BLAS, XLA's CPU code); 1 on cpu: one CPU"
+    )
     parser.add_argument("--memory-of", nargs=2, metavar=("STRATEGY", "QUERY"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.device == "cuda" and not torch.cuda.is_available():
         print(NO_CUDA, file=sys.stderr)
         raise SystemExit(2)
-    use_threads(args.threads)  # before JAX is first imported: no GPU preallocation, one CPU
+    use_threads(args.threads, one_cpu=on_cpu(args.device))  # before JAX is first imported
     if args.memory_of:
         memory_of(*args.memory_of, args)
         return []

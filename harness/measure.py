@@ -75,7 +75,7 @@ def device_name(device: torch.device) -> str:
 def measure(spec: CellSpec) -> Measurement:
     """Build, warm up, measure memory (and keep that answer), then time ``repeats`` runs
     (see ``timed_runs``)."""
-    use_threads(spec.threads)
+    use_threads(spec.threads, one_cpu=on_cpu(spec.device))
     pin_malloc_thresholds()
     cell = PreparedCell.build(spec)
     reason = cell.unsupported_reason()
@@ -111,14 +111,14 @@ def timed_runs(cell: PreparedCell, repeats: int) -> list[float]:
     return [cell.timed_run() for _ in range(repeats)]
 
 
-def use_threads(threads: int | None) -> None:
+def use_threads(threads: int | None, *, one_cpu: bool = True) -> None:
     """A measuring process's threads: torch's count, the BLAS libraries' (:func:`limit_blas`),
-    XLA's settings and, for one thread, one CPU (:func:`keep_to_one_cpu`). None leaves each
-    library its own default."""
+    XLA's settings and, for one thread, one CPU (:func:`keep_to_one_cpu`) unless ``one_cpu``
+    is False. None leaves each library its own default."""
     if threads:
         torch.set_num_threads(threads)
         limit_blas(threads)
-    if threads == 1:
+    if threads == 1 and one_cpu:
         keep_to_one_cpu()
     configure_xla(threads)
 
@@ -134,6 +134,12 @@ def limit_blas(threads: int) -> None:
     """
     os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
     threadpoolctl.threadpool_limits(threads, user_api="blas")
+
+
+def on_cpu(device: str) -> bool:
+    """Whether a cell computes on the CPU: on a GPU the driver's and XLA's host threads that
+    launch the kernels keep every CPU (one thread still means one torch and BLAS thread)."""
+    return torch.device(device).type == "cpu"
 
 
 def keep_to_one_cpu() -> None:

@@ -37,7 +37,7 @@ import torch
 
 from deqbench.harness import results
 from deqbench.harness.files import write_atomically
-from deqbench.harness.measure import device_name, one_line, use_threads
+from deqbench.harness.measure import device_name, on_cpu, one_line, use_threads
 from deqbench.harness.memory import peak_memory
 from deqbench.harness.references import resolve_class
 from deqbench.harness.results import COLUMNS, Metric, format_size, safe_name
@@ -404,7 +404,7 @@ def execute_training(
     cannot be written (the cells and checkpoints written so far are kept for --resume).
     """
     progress = progress or SilentSteps()
-    use_threads(settings.threads)  # one thread: one CPU, XLA's pool included (times compare)
+    use_threads(settings.threads, one_cpu=on_cpu(settings.device))  # times compare: XLA's pool too
     try:
         with folder.lock():
             folder.remove_partial_files()

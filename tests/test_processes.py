@@ -181,13 +181,17 @@ MANY_CPUS = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) > 
 
 
 @pytest.mark.skipif(not MANY_CPUS, reason="needs a Linux process that may use more than one CPU")
-@pytest.mark.parametrize(("threads", "cpus_kept"), [(1, 1), (2, None), (None, None)])
-def test_one_thread_keeps_a_measuring_process_to_one_cpu(threads, cpus_kept):
+@pytest.mark.parametrize(
+    ("threads", "device", "cpus_kept"),
+    [(1, "cpu", 1), (1, "cuda", None), (2, "cpu", None), (None, "cpu", None)],
+)
+def test_one_thread_keeps_a_measuring_process_to_one_cpu(threads, device, cpus_kept):
     """XLA's own thread pool ignores its one-thread flag, so one thread means one CPU; other
-    counts leave the process every CPU it had (a fresh process: this one keeps its own)."""
+    counts, and cells on a GPU (whose launching threads need the host), leave the process
+    every CPU it had (a fresh process: this one keeps its own)."""
     code = (
-        "import os; from deqbench.harness.measure import use_threads; "
-        f"use_threads({threads}); print(len(os.sched_getaffinity(0)))"
+        "import os; from deqbench.harness.measure import on_cpu, use_threads; "
+        f"use_threads({threads}, one_cpu=on_cpu({device!r})); print(len(os.sched_getaffinity(0)))"
     )
     printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(printed.stdout) == (cpus_kept or len(os.sched_getaffinity(0)))
