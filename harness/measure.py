@@ -174,8 +174,10 @@ def current_cpu() -> int | None:
 def configure_xla(threads: int | None) -> None:
     """XLA settings for a worker, before any JAX import (the worker is a fresh fork of a
     server that never imports JAX): no GPU preallocation, so that peak memory is what a
-    cell uses; and XLA's CPU code on one thread when ``--threads 1`` asks for it. XLA has
-    no flag for other counts: they are recorded, and XLA uses its own thread pool."""
+    cell uses; and Eigen's multi-threading off when ``--threads 1`` asks for one thread.
+    That flag alone does not keep XLA's CPU code on one thread (its runtime's own pool
+    ignores it): :func:`keep_to_one_cpu` does. XLA has no flag for other counts: they are
+    recorded, and XLA uses its own thread pool."""
     if "jax" in sys.modules:
         return
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
