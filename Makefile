@@ -41,7 +41,7 @@ ratios: setup
 	rm -rf $(RATIOS_DIR)
 	$(BIN)/deqbench run -s analytic,unrolled,iterative-backward -p tanh -q pinn_grad \
 	  --size large --f-tol 1e-10 --b-tol 1e-10 --threads 1 --out $(RATIOS_DIR)
-	$(BIN)/python -m deqbench.harness.ratios $(RATIOS_DIR)
+	$(BIN)/python -m deqbench.harness.report.ratios $(RATIOS_DIR)
 
 # The JAX backend's benchmark: jax-analytic and jax-implicit against torch analytic on grad
 # and pinn_grad (tanh m=256, batch 128, float64, tolerances 1e-10, one thread): median time
@@ -51,7 +51,7 @@ bench-jax: setup
 	rm -rf $(JAX_BENCH_DIR)
 	$(BIN)/deqbench run -s analytic,jax-analytic,jax-implicit -p tanh -q grad,pinn_grad \
 	  --size large --f-tol 1e-10 --b-tol 1e-10 --threads 1 --out $(JAX_BENCH_DIR)
-	$(BIN)/python -m deqbench.harness.ratios $(JAX_BENCH_DIR)
+	$(BIN)/python -m deqbench.harness.report.ratios $(JAX_BENCH_DIR)
 
 # The training benchmark (docs/training.md): the PIDEQ Van der Pol task trained with each
 # strategy's gradient and the MLP baseline, 3 seeds, one thread; then its report (figures,
@@ -72,20 +72,20 @@ PEERS ?=
 PERF_SIZES ?= 64,256,1024
 PERF_DIR ?= results/perf-m256
 perf: setup
-	$(BIN)/python -m deqbench.harness.speed -s $(PERF_STRATEGIES)$(if $(PEERS),$(comma)$(PEERS)) \
+	$(BIN)/python -m deqbench.harness.bench.speed -s $(PERF_STRATEGIES)$(if $(PEERS),$(comma)$(PEERS)) \
 	  --sizes $(PERF_SIZES) --repeats 7 --threads 1
 	rm -rf $(PERF_DIR)
 	$(BIN)/deqbench run -s analytic,unrolled,iterative-backward,jax-analytic,jax-implicit$(if $(PEERS),$(comma)$(PEERS)) \
 	  -p tanh -q grad,pinn_grad --size large --f-tol 1e-10 --b-tol 1e-10 --threads 1 --out $(PERF_DIR)
-	$(BIN)/python -m deqbench.harness.ratios $(PERF_DIR)
+	$(BIN)/python -m deqbench.harness.report.ratios $(PERF_DIR)
 
-# The same table on a CUDA machine (harness/gpu_table.py): analytic, jax-analytic, unrolled and
+# The same table on a CUDA machine (harness/bench/gpu_table.py): analytic, jax-analytic, unrolled and
 # the correct peers that are installed, grad and pinn_grad, m = PERF_SIZES, float32 and
 # float64, absolute times (CUDA-synchronized) and peak device memory (torch's allocator;
 # XLA's, a child process per JAX cell). Needs a CUDA torch (make TORCH=torch setup) and, for
 # the JAX rows, a CUDA jaxlib; without CUDA it exits 2 (--device cpu: a dry run).
 perf-gpu: setup
-	$(BIN)/python -m deqbench.harness.gpu_table --sizes $(PERF_SIZES) --repeats 7
+	$(BIN)/python -m deqbench.harness.bench.gpu_table --sizes $(PERF_SIZES) --repeats 7
 
 # Peers side by side (README "Peers"): our analytic (torch) and jax-analytic against the peers
 # that answer grad or pinn_grad, on tanh at m = 64, 256, 1024 (batch 128, float64,
@@ -103,8 +103,8 @@ bench-peers: setup
 	  -p tanh -q grad,pinn_grad --size large --sweep m=64,256,1024 --f-tol 1e-10 --b-tol 1e-10 \
 	  --threads 1 --repeats 3 --timeout $(PEERS_TIMEOUT) --oracle-timeout $(PEERS_ORACLE_TIMEOUT) \
 	  --out $(PEERS_BENCH_DIR)
-	$(BIN)/python -m deqbench.harness.ratios $(PEERS_BENCH_DIR)
-	$(BIN)/python -m deqbench.harness.markdown --side-by-side $(PEERS_BENCH_DIR)
+	$(BIN)/python -m deqbench.harness.report.ratios $(PEERS_BENCH_DIR)
+	$(BIN)/python -m deqbench.harness.report.markdown --side-by-side $(PEERS_BENCH_DIR)
 
 # --- asv (docs/asv.md) ---------------------------------------------------------------
 # The suite (benchmarks/) runs against the project as installed in $(VENV): --python=same.

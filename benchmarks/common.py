@@ -3,9 +3,9 @@ prepared cell per benchmark process, and the oracle's answers.
 
 The suite measures what ``deqbench run --quick`` measures, the same way, through the
 harness's small stable entry points: the matrix's axes for the parameters
-(:func:`deqbench.harness.matrix.build_matrix`, names only, so importing the suite builds no
-problem), :func:`~deqbench.harness.matrix.quick_spec` for a cell's spec, and
-:class:`~deqbench.harness.cell.PreparedCell` to build and run it; answers are checked
+(:func:`deqbench.harness.run.matrix.build_matrix`, names only, so importing the suite builds no
+problem), :func:`~deqbench.harness.run.matrix.quick_spec` for a cell's spec, and
+:class:`~deqbench.harness.worker.cell.PreparedCell` to build and run it; answers are checked
 against the harness's cached oracle.
 
 asv runs every (benchmark, strategy, problem, query) combination in a process of its own and
@@ -25,11 +25,11 @@ import itertools
 
 import torch
 
-from deqbench.harness import server
-from deqbench.harness.accuracy import relative_errors
-from deqbench.harness.cell import PreparedCell, build_problem
-from deqbench.harness.matrix import own_strategy_names, problem_names, query_names, quick_spec
-from deqbench.harness.oracle_cache import OracleCache
+from deqbench.harness.oracle.accuracy import relative_errors
+from deqbench.harness.oracle.cache import OracleCache
+from deqbench.harness.run.matrix import own_strategy_names, problem_names, query_names, quick_spec
+from deqbench.harness.worker import server
+from deqbench.harness.worker.cell import PreparedCell, build_problem
 from deqbench.tolerances import verify_tol
 
 CellKey = tuple[str, str, str]  # (strategy, problem, query), the order of asv's params

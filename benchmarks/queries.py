@@ -1,7 +1,7 @@
 """One query of one strategy on one problem: its time, memory, accuracy and solver work.
 
 Every class is parametrised over the whole strategy x problem x query matrix of
-``deqbench.harness.matrix.build_matrix`` (quick size preset); a cell the strategy or the
+``deqbench.harness.run.matrix.build_matrix`` (quick size preset); a cell the strategy or the
 problem cannot answer raises ``NotImplementedError`` in ``setup``, which asv records as
 skipped. Lower is better for every number here, as ``asv compare`` assumes.
 """

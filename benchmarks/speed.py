@@ -1,6 +1,6 @@
 """`analytic`'s speed targets as ratios (issue 12), from one interleaved measurement.
 
-``setup_cache`` runs :mod:`deqbench.harness.speed` once per asv run (tanh, batch 128,
+``setup_cache`` runs :mod:`deqbench.harness.bench.speed` once per asv run (tanh, batch 128,
 float64, tol 1e-10, one thread, m = 64, 256, 1024; JAX compilation excluded); each track
 reads one ratio of that table, so that ``asv compare`` flags a commit that makes
 `analytic` slower relative to a plain forward solve or to the strategies it is compared
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from deqbench.harness import speed
+from deqbench.harness.bench import speed
 
 OURS = ("analytic", "jax-analytic")
 

@@ -12,7 +12,7 @@ The Python API in a few lines::
 
 from __future__ import annotations
 
-from deqbench.harness.api import run
+from deqbench.harness.run.api import run
 from deqbench.problems.base import PROBLEMS, FunctionProblem, Problem
 from deqbench.queries import (
     QUERIES,

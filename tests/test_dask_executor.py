@@ -14,9 +14,9 @@ import psutil
 import pytest
 
 import deqbench
-from deqbench.harness import results
-from deqbench.harness.oracle_cache import CACHE_ENV
-from deqbench.harness.run_folder import RunFolder
+from deqbench.harness.oracle.cache import CACHE_ENV
+from deqbench.harness.results import rows as results
+from deqbench.harness.results.run_folder import RunFolder
 
 pytest.importorskip("distributed")
 
@@ -41,7 +41,7 @@ def scheduler(cache_dir):
     import dask
     from distributed import LocalCluster
 
-    from deqbench.harness.dask_executor import ALLOWED_FAILURES
+    from deqbench.harness.run.dask_executor import ALLOWED_FAILURES
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(CACHE_ENV, cache_dir)  # the workers' environment is the one they start with
@@ -77,7 +77,7 @@ def test_a_dask_run_whose_parent_is_killed_resumes_with_the_local_executor(tmp_p
     command = [
         sys.executable,
         "-m",
-        "deqbench.harness.cli",
+        "deqbench.harness.cli.main",
         "run",
         "--quick",
         "--repeats",

@@ -14,9 +14,9 @@ import torch
 
 import deqbench
 from deqbench.backends import to_numpy
-from deqbench.harness.accuracy import relative_errors
-from deqbench.harness.matrix import own_strategy_names
-from deqbench.harness.oracle import oracle
+from deqbench.harness.oracle.accuracy import relative_errors
+from deqbench.harness.oracle.torch_oracle import oracle
+from deqbench.harness.run.matrix import own_strategy_names
 from deqbench.tolerances import solver_tol, verify_tol
 
 PROBLEMS = ["tanh", "vanderpol"]

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from deqbench.harness import gpu_table
+from deqbench.harness.bench import gpu_table
 
 TINY = ["--device", "cpu", "--sizes", "8", "--batch", "4", "--repeats", "1"]
 
@@ -48,7 +48,7 @@ def test_a_cpu_dry_run_gives_every_row_in_both_dtypes(xla_settings_kept, capsys)
 
 def test_a_jax_cells_memory_comes_from_a_child_process():
     pytest.importorskip("jax")
-    command = [sys.executable, "-m", "deqbench.harness.gpu_table", *TINY, "--dtypes", "float64"]
+    command = [sys.executable, "-m", "deqbench.harness.bench.gpu_table", *TINY, "--dtypes", "float64"]
     command += ["--memory-of", "jax-analytic", "grad"]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     peak = json.loads(done.stdout.strip().splitlines()[-1])["peak_bytes"]

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from deqbench.harness.cell import CellSpec
-from deqbench.harness.measure import MEASURED, MeasureJob
-from deqbench.harness.memory import (
+from deqbench.harness.worker.cell import CellSpec
+from deqbench.harness.worker.measure import MEASURED, MeasureJob
+from deqbench.harness.worker.memory import (
     CudaPeak,
     PeakRSS,
     peak_memory,
@@ -17,7 +17,7 @@ from deqbench.harness.memory import (
     read_proc_status_bytes,
     saved_tensor_bytes,
 )
-from deqbench.harness.server import deadline_after, run_job
+from deqbench.harness.worker.server import deadline_after, run_job
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MB = 1_000_000

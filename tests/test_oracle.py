@@ -14,9 +14,9 @@ import torch
 from torch.func import jvp
 
 import deqbench
-from deqbench.harness import oracle as oracle_module
-from deqbench.harness.accuracy import relative_error, relative_errors
-from deqbench.harness.oracle import OracleAnswer, OracleError, oracle
+from deqbench.harness.oracle import torch_oracle as oracle_module
+from deqbench.harness.oracle.accuracy import relative_error, relative_errors
+from deqbench.harness.oracle.torch_oracle import OracleAnswer, OracleError, oracle
 from deqbench.problems.base import supported_queries
 from deqbench.queries import QUERIES, UnsupportedQueryError
 

@@ -20,15 +20,15 @@ import torch
 from click.testing import CliRunner
 
 import deqbench
-from deqbench.harness import oracle_cache
-from deqbench.harness.cache_cli import cache as cache_group
-from deqbench.harness.oracle import OracleAnswer, oracle
-from deqbench.harness.oracle_cache import (
+from deqbench.harness.cli.cache import cache as cache_group
+from deqbench.harness.oracle import cache as oracle_cache
+from deqbench.harness.oracle.cache import (
     MAGIC,
     OracleCache,
     OracleCacheWarning,
     fingerprint,
 )
+from deqbench.harness.oracle.torch_oracle import OracleAnswer, oracle
 from deqbench.problems.base import Problem
 from deqbench.problems.tanh import TanhDEQ
 

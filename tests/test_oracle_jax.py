@@ -1,6 +1,6 @@
 """The JAX oracle against the torch oracle, against closed forms, and its failure modes.
 
-The two oracles share no code (harness/oracle_jax.py says how each computes), so their
+The two oracles share no code (harness/oracle/jax_oracle.py says how each computes), so their
 agreement to 1e-10 on every problem and query is evidence about both. Each answer is
 computed once per session (``jax_answer``), and the torch oracle's once (``helpers``).
 """
@@ -17,9 +17,9 @@ import torch
 from helpers import oracle_answer, problem_instance
 
 import deqbench
-from deqbench.harness import oracle_jax
-from deqbench.harness.accuracy import relative_error, relative_errors
-from deqbench.harness.oracle import OracleAnswer, OracleError
+from deqbench.harness.oracle import jax_oracle as oracle_jax
+from deqbench.harness.oracle.accuracy import relative_error, relative_errors
+from deqbench.harness.oracle.torch_oracle import OracleAnswer, OracleError
 from deqbench.problems.base import FunctionProblem, supported_queries
 from deqbench.queries import UnsupportedQueryError
 
@@ -156,5 +156,5 @@ def test_newton_that_does_not_converge_raises_oracle_error():
 
 # ---------------------------------------------------------------------- imports
 def test_importing_the_module_does_not_import_jax():
-    code = "import deqbench.harness.oracle_jax, sys; assert 'jax' not in sys.modules"
+    code = "import deqbench.harness.oracle.jax_oracle, sys; assert 'jax' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

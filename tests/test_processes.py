@@ -19,9 +19,10 @@ from click.testing import CliRunner
 from helpers import wait_until
 
 import deqbench
-from deqbench.harness import results, server
 from deqbench.harness.cli import main
-from deqbench.harness.oracle_cache import CACHE_ENV
+from deqbench.harness.oracle.cache import CACHE_ENV
+from deqbench.harness.results import rows as results
+from deqbench.harness.worker import server
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAULTY = FIXTURES / "faulty_strategies.py"
@@ -103,7 +104,7 @@ def test_a_claimed_exact_cell_that_runs_out_of_memory_fails_the_run(tmp_path):
 
 # ---------------------------------------------------------------------- orphans
 def cli_command(*args) -> list[str]:
-    return [sys.executable, "-m", "deqbench.harness.cli", *map(str, args)]
+    return [sys.executable, "-m", "deqbench.harness.cli.main", *map(str, args)]
 
 
 def descendants(pid: int) -> list[psutil.Process]:
@@ -127,7 +128,7 @@ def test_when_the_worker_server_dies_its_cell_dies_too(tmp_path):
         process.wait(60)  # the run goes on: the cell is recorded, the run ends
     finally:
         process.kill()
-    rows = results.cell_statuses(deqbench.harness.run_folder.RunFolder(tmp_path / "r").read())
+    rows = results.cell_statuses(deqbench.harness.results.run_folder.RunFolder(tmp_path / "r").read())
     assert rows["status"].tolist() == ["killed"]
 
 
@@ -190,7 +191,7 @@ def test_one_thread_keeps_a_measuring_process_to_one_cpu(threads, device, cpus_k
     counts, and cells on a GPU (whose launching threads need the host), leave the process
     every CPU it had (a fresh process: this one keeps its own)."""
     code = (
-        "import os; from deqbench.harness.measure import on_cpu, use_threads; "
+        "import os; from deqbench.harness.worker.measure import on_cpu, use_threads; "
         f"use_threads({threads}, one_cpu=on_cpu({device!r})); print(len(os.sched_getaffinity(0)))"
     )
     printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -202,7 +203,7 @@ def test_one_thread_is_one_blas_thread_in_libraries_loaded_before():
     """scipy's OpenBLAS (jaxlib's LAPACK) loaded first, as the worker server preloads it:
     its pool still ends at one thread, or its threads spin-wait on each other on one CPU."""
     code = (
-        "import scipy.linalg, threadpoolctl; from deqbench.harness.measure import use_threads; "
+        "import scipy.linalg, threadpoolctl; from deqbench.harness.worker.measure import use_threads; "
         "use_threads(1); "
         "print(max(i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas'))"
     )

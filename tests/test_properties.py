@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import deqbench
-from deqbench.harness.accuracy import relative_errors
-from deqbench.harness.oracle import oracle
+from deqbench.harness.oracle.accuracy import relative_errors
+from deqbench.harness.oracle.torch_oracle import oracle
 
 random_deqs = st.fixed_dictionaries(
     {

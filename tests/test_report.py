@@ -18,8 +18,8 @@ from helpers import registries_isolated
 
 import deqbench
 from deqbench.harness.cli import main
-from deqbench.harness.figures import KNOWN_STRATEGIES, strategy_style
-from deqbench.harness.report_data import base_cell, cell_table, load_rows, parse_size
+from deqbench.harness.report.data import base_cell, cell_table, load_rows, parse_size
+from deqbench.harness.report.figures import KNOWN_STRATEGIES, strategy_style
 
 FAULTY = Path(__file__).parent / "fixtures" / "faulty_strategies.py"
 STRATEGIES = "analytic,unrolled,implicit-vjp"
@@ -166,7 +166,7 @@ def test_size_strings_parse_into_knobs():
 
 def test_importing_the_cli_does_not_import_matplotlib():
     code = (
-        "import sys, deqbench.harness.cli\n"
+        "import sys, deqbench.harness.cli.main\n"
         "assert 'matplotlib' not in sys.modules and 'seaborn' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -3,9 +3,9 @@
 import pytest
 
 import deqbench
-from deqbench.harness.markdown import error_tables, side_by_side_table
-from deqbench.harness.ratios import ratio_table
-from deqbench.harness.run_folder import RunFolder
+from deqbench.harness.report.markdown import error_tables, side_by_side_table
+from deqbench.harness.report.ratios import ratio_table
+from deqbench.harness.results.run_folder import RunFolder
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 import deqbench
-from deqbench.harness import results
 from deqbench.harness.cli import main
-from deqbench.harness.oracle_cache import CACHE_ENV
-from deqbench.harness.run_folder import RunFolder
+from deqbench.harness.oracle.cache import CACHE_ENV
+from deqbench.harness.results import rows as results
+from deqbench.harness.results.run_folder import RunFolder
 
 MATRIX = {"strategies": "analytic", "problems": "tanh", "queries": "forward,jvp", "quick": True, "repeats": 1}
 

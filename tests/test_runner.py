@@ -15,10 +15,10 @@ import torch
 from helpers import wait_until
 
 import deqbench
-from deqbench.harness import results
-from deqbench.harness.oracle_cache import CACHE_ENV
-from deqbench.harness.run_folder import RunFolder
-from deqbench.harness.settings import BadInput, make_settings, split_size
+from deqbench.harness.oracle.cache import CACHE_ENV
+from deqbench.harness.results import rows as results
+from deqbench.harness.results.run_folder import RunFolder
+from deqbench.harness.run.settings import BadInput, make_settings, split_size
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAULTY = FIXTURES / "faulty_strategies.py"
@@ -155,7 +155,7 @@ def kill_tree(pid: int) -> None:
 
 def test_a_killed_run_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path):
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "deqbench.harness.cli", "run", "--quick", "--repeats", "1"]
+    command = [sys.executable, "-m", "deqbench.harness.cli.main", "run", "--quick", "--repeats", "1"]
     command += ["-s", KILL_MATRIX["strategies"], "-p", KILL_MATRIX["problems"], "-q", KILL_MATRIX["queries"]]
     process = subprocess.Popen(
         [*command, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import deqbench
-from deqbench.harness.measure import MEASURED, Measurement
-from deqbench.harness.settings import BadInput, make_settings
-from deqbench.harness.status import Status
-from deqbench.harness.verdicts import ORACLES_AGREE_TOL, OracleResult, judge_against
+from deqbench.harness.results.status import Status
+from deqbench.harness.run.settings import BadInput, make_settings
+from deqbench.harness.run.verdicts import ORACLES_AGREE_TOL, OracleResult, judge_against
+from deqbench.harness.worker.measure import MEASURED, Measurement
 
 TRUTH = np.linspace(1.0, 2.0, 6).reshape(2, 3)
 

@@ -1,0 +1,90 @@
+"""``deqbench cache info|clear``: look after the oracle's disk cache (:mod:`.oracle_cache`).
+
+The group is registered on the ``deqbench`` command in ``cli.py``; on its own it is a plain
+click group, which is how the tests drive it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from deqbench.harness.oracle.cache import CACHE_ENV, OracleCache
+
+WHERE = (
+    f"The cache lives in ${CACHE_ENV} if set, else in $XDG_CACHE_HOME/deqbench/oracle, else in "
+    "~/.cache/deqbench/oracle; --dir overrides all three."
+)
+KEYED = (
+    "Entries are keyed by a fingerprint of the numbers the oracle computes on (parameters, "
+    "inputs, the layer and losses at probe points, torch and oracle versions), so an edited "
+    "problem, a changed data file or a new torch never reuses an old answer."
+)
+
+BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB")
+
+directory_option = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    metavar="PATH",
+    help=f"Cache directory to use instead of ${CACHE_ENV} or the default.",
+)
+
+
+def human_bytes(size: int) -> str:
+    """1536 -> '1.5 KiB'; bytes below a KiB as they are."""
+    if size < 1024:
+        return f"{size} B"
+    exponent = min(int(math.log(size, 1024)), len(BINARY_UNITS))
+    return f"{size / 1024**exponent:.1f} {BINARY_UNITS[exponent - 1]}"
+
+
+@click.group("cache", help=f"The oracle's disk cache of answers.\n\n{WHERE}\n\n{KEYED}")
+def cache() -> None:
+    pass
+
+
+@cache.command(
+    "info",
+    help=(
+        "Show where the cache is, how many entries it holds and how much space they take, "
+        "per problem, and how many are unreadable (each entry is read and its checksum "
+        "verified; an unreadable one is recomputed when next needed).\n\n" + WHERE + "\n\n" + KEYED
+    ),
+)
+@directory_option
+def info(directory: Path | None) -> None:
+    summary = OracleCache(directory).info()
+    click.echo(f"directory:  {summary['directory']}")
+    click.echo(f"entries:    {summary['entries']}")
+    click.echo(f"size:       {human_bytes(summary['bytes'])}")
+    click.echo(f"unreadable: {summary['unreadable']}")
+    if summary["problems"]:
+        click.echo("per problem:")
+    for problem, count in sorted(summary["problems"].items()):
+        click.echo(f"  {problem}: {count}")
+
+
+@cache.command(
+    "clear",
+    help=(
+        "Remove every oracle answer from the cache (they are recomputed when next needed). "
+        "Only the cache's own entry files go; any other file in the directory stays.\n\n"
+        + WHERE
+        + "\n\n"
+        + KEYED
+    ),
+)
+@directory_option
+def clear(directory: Path | None) -> None:
+    oracle_cache = OracleCache(directory)
+    try:
+        removed = oracle_cache.clear()
+    except OSError as error:
+        raise click.ClickException(f"cannot clear {oracle_cache.directory}: {error}") from error
+    noun = "entry" if removed == 1 else "entries"
+    click.echo(f"removed {removed} oracle cache {noun} from {oracle_cache.directory}")

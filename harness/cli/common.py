@@ -1,0 +1,105 @@
+"""What the ``deqbench`` commands share: one-line bad input, exit codes, options from a
+settings class, the console, and SIGTERM as Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from deqbench.harness.run.settings import options
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def stdout_console() -> Console:
+    """Wide when writing to a file or CI log (rich assumes 80 columns there)."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def fail(message: str) -> None:
+    """Bad input: one line on stderr, exit code 2."""
+    click.echo(f"deqbench: error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+#: --out of the commands that write a results folder (run, train).
+out_option = click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Results folder, new or empty. [default: results/<timestamp>-<id>]",
+)
+
+
+def settings_options(command, defined=options):
+    """The options of :class:`~deqbench.harness.run.settings.RunSettings` (or of another
+    settings class: ``defined`` returns them by name), as click options.
+
+    Values reach the settings' own parsers as typed (strings), so the CLI and
+    ``deqbench.run`` check them alike and give the same one-line messages.
+    """
+    for name, opt in reversed(list(defined().items())):
+        if opt.is_flag:
+            command = click.option(*opt.flags, name, is_flag=True, default=False, help=opt.help)(command)
+        else:
+            command = click.option(*opt.flags, name, default=None, metavar=opt.metavar, help=opt.help)(
+                command
+            )
+    return command
+
+
+def interrupt_on_termination() -> None:
+    """SIGTERM and SIGHUP end a run as Ctrl-C does: the cell in flight is killed, every
+    finished cell is kept, and the message says how to resume."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+
+
+def check_resume_alone(ctx: click.Context, defined: dict) -> None:
+    """--resume takes its settings from run.json: any setting (or --out) given is bad input."""
+    from click.core import ParameterSource
+
+    from deqbench.harness.run.settings import BadInput
+
+    extra = [o for o in [*defined, "out"] if ctx.get_parameter_source(o) != ParameterSource.DEFAULT]
+    if extra:
+        flags = ", ".join(defined[o].flag if o in defined else "--out" for o in extra)
+        raise BadInput(f"--resume takes its settings from DIR/run.json; drop {flags}")
+
+
+def start_or_resume(ctx: click.Context, resume, defined: dict, resume_run, new_run):
+    """(settings, folder, record, console) of the run a command is to execute: resumed from
+    the folder ``resume`` names (``resume_run(resume)``; no setting may be given beside it)
+    or new (``new_run()``). Bad input is one line and exit 2; the folder is announced, and
+    for a resumed run how many cells it already has."""
+    from deqbench.harness.run.settings import BadInput
+
+    try:
+        if resume is not None:
+            check_resume_alone(ctx, defined)
+            settings, folder, record = resume_run(resume)
+        else:
+            settings, folder, record = new_run()
+    except BadInput as error:
+        fail(str(error))
+    console = stdout_console()
+    console.print(f"results: {folder.path}", highlight=False)
+    if resume is not None:
+        print_resuming(console, folder, record)
+    return settings, folder, record, console
+
+
+def print_resuming(console, folder, record) -> None:
+    done, total = len(folder.finished()), len(record["cells"])
+    console.print(f"resuming: {done} of {total} cells already finished", highlight=False)

@@ -1,0 +1,164 @@
+"""The run loop: new runs and resumes, and every planned cell written as it finishes.
+
+An executor (:mod:`.executors`) runs the cells, each as :mod:`.cell_run` says (measured
+and judged in worker processes of their own); this module writes each cell's rows to the
+run folder at once, under its lock (:mod:`.run_folder`): a killed run loses only the
+cells in flight, and ``--resume`` finishes the rest.
+
+Checks of user input happen before anything is written (:mod:`.settings`,
+:func:`prepare_out`), and raise :class:`~deqbench.harness.run.settings.BadInput` with one line.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from deqbench.harness.results import rows as results
+from deqbench.harness.results.run_folder import RUN_FILE, FolderInUse, RunFolder, UnreadableRun
+from deqbench.harness.run.cell_run import CellContext, machine_defaults
+from deqbench.harness.run.executors import Executor, LocalExecutor
+from deqbench.harness.run.matrix import PlannedCell, plan
+from deqbench.harness.run.progress import Reporter, SilentReporter
+from deqbench.harness.run.settings import BadInput, RunSettings
+
+
+class RunAborted(RuntimeError):
+    """The run cannot go on (its folder cannot be written); one line for the user."""
+
+
+# ------------------------------------------------------------------ run folder
+def prepare_out(out: str | os.PathLike | None) -> Path:
+    """Where a new run goes, checked (not created): absent or empty, and creatable."""
+    path = Path(out) if out is not None else Path("results") / results.new_run_id()
+    if RunFolder(path).exists():
+        raise BadInput(f"--out {path} already holds a run; finish it with --resume {path}, or choose another")
+    if path.exists() and not path.is_dir():
+        raise BadInput(f"--out {path} is a file; accepted: a new or empty folder")
+    if path.is_dir() and any(p.name != ".lock" for p in path.iterdir()):
+        raise BadInput(f"--out {path} is not empty; accepted: a new or empty folder")
+    ancestor = path.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise BadInput(f"cannot create --out {path}: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise BadInput(f"cannot create --out {path}: {ancestor} is not writable")
+    return path
+
+
+def create_run(settings: RunSettings, out: Path, cell_ids: list[str], **extra: Any) -> tuple[RunFolder, dict]:
+    """Make the run folder and its run.json (with ``extra`` fields: a training run's
+    ``kind``), under the folder's lock; nothing is left behind if that fails."""
+    folder = RunFolder(out)
+    run = {
+        "run_id": results.new_run_id(),
+        "created": results.utc_now(),
+        **extra,
+        "settings": settings.to_dict(),
+        "cells": cell_ids,
+    }
+    existed = out.exists()
+    try:
+        with folder.lock():
+            if folder.exists():  # another run took the folder since prepare_out looked
+                raise BadInput(f"--out {out} already holds a run; finish it with --resume {out}")
+            folder.create(run)
+    except FolderInUse as error:
+        raise BadInput(str(error)) from None
+    except OSError as error:
+        if not existed:
+            shutil.rmtree(out, ignore_errors=True)
+        raise BadInput(f"cannot create --out {out}: {error.strerror or error}") from None
+    return folder, run
+
+
+def new_run(settings: RunSettings, out: str | os.PathLike | None) -> tuple[RunFolder, dict]:
+    """A new run's folder, made once its settings, folder and plan all check out."""
+    path = prepare_out(out)
+    planned = checked_plan(settings)
+    return create_run(settings, path, [p.cell.id for p in planned])
+
+
+def resume_settings(path: str | os.PathLike) -> tuple[RunSettings, RunFolder, dict[str, Any]]:
+    """A run folder's settings, checked again (a strategy file may have moved since).
+
+    The strategy and problem files that run.json names are the ones the resumed run runs.
+    """
+    folder = RunFolder(path)
+    if not folder.exists():
+        raise BadInput(f"--resume {path}: no {RUN_FILE} there; accepted: a folder made by deqbench run")
+    try:
+        run = folder.load()
+        settings = RunSettings.from_dict(run["settings"])
+    except UnreadableRun as error:
+        raise BadInput(f"--resume {path}: {error}") from None
+    except BadInput as error:
+        raise BadInput(f"--resume {path}: {RUN_FILE} settings: {error}") from None
+    return settings, folder, run
+
+
+def checked_plan(settings: RunSettings) -> list[PlannedCell]:
+    """:func:`plan`, with a class that cannot even be loaded reported as bad input."""
+    try:
+        return plan(settings)
+    except BadInput:
+        raise
+    except Exception as error:  # noqa: BLE001 - a user's class failing to load
+        raise BadInput(f"cannot build the matrix: {type(error).__name__}: {error}") from None
+
+
+# ------------------------------------------------------------------- execution
+def execute(
+    settings: RunSettings,
+    folder: RunFolder,
+    run: dict[str, Any],
+    reporter: Reporter | None = None,
+    executor: Executor | None = None,
+) -> pd.DataFrame:
+    """Run every cell not yet in the folder, writing each as it finishes; all rows after.
+
+    The executor (:mod:`.executors`: this machine, or a Dask cluster) runs the cells; this
+    process writes each one as it arrives, under the folder's lock. Raises BadInput when
+    another process is writing the folder, RunAborted when a finished cell cannot be written
+    (a full disk): the cells written so far are kept for --resume.
+    """
+    reporter = reporter or SilentReporter()
+    executor = executor or LocalExecutor()
+    planned_cells = checked_plan(settings)
+    try:
+        with folder.lock():
+            folder.remove_partial_files()
+            done = folder.finished()
+            todo = [p for p in planned_cells if p.cell.id not in done]
+            context = CellContext(
+                settings,
+                run["run_id"],
+                {**results.run_metadata(), **machine_defaults(settings)},
+                settings.memory_cap(),
+            )
+            finished = executor.run_cells(
+                todo, context, folder, lambda p, i: reporter.started(p, i, len(todo))
+            )
+            for index, (planned, rows) in enumerate(finished):
+                write_cell(folder, planned, rows, len(done) + index)
+                reporter.finished(planned, rows["status"].iloc[0])
+    except FolderInUse as error:
+        raise BadInput(str(error)) from None
+    return folder.read()
+
+
+def write_cell(folder: RunFolder, planned: PlannedCell, rows: pd.DataFrame, finished_before: int) -> None:
+    try:
+        folder.write_cell(planned.cell.id, rows)
+    except OSError as error:
+        reason = "no space left on device" if error.errno == errno.ENOSPC else (error.strerror or str(error))
+        raise RunAborted(
+            f"cannot write cell {planned.cell.id} to {folder.path}: {reason}; the {finished_before} "
+            f"cells finished before it are kept: deqbench run --resume {folder.path}"
+        ) from None
