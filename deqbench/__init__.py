@@ -12,6 +12,7 @@ The Python API in a few lines::
 
 from __future__ import annotations
 
+from deqbench._version import __version__
 from deqbench.harness.run.api import run
 from deqbench.problems.base import PROBLEMS, FunctionProblem, Problem
 from deqbench.queries import (
@@ -22,19 +23,6 @@ from deqbench.queries import (
 )
 from deqbench.strategies.base import STRATEGIES, Strategy
 from deqbench.tolerances import solver_tol, verify_tol
-
-
-def _version() -> str:
-    """The installed distribution's version (pyproject.toml is its one source)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("deqbench")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "0+unknown"
-
-
-__version__ = _version()
 
 
 def get_strategy(name: str, **settings) -> Strategy:
@@ -64,6 +52,7 @@ def query(strategy: str | Strategy, problem: Problem, name: str) -> QueryResult:
 
 
 __all__ = [
+    "__version__",
     "PROBLEMS",
     "QUERIES",
     "STRATEGIES",

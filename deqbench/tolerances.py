@@ -14,7 +14,8 @@ import torch
 SOLVER_TOL: dict[torch.dtype, float] = {torch.float64: 1e-10, torch.float32: 1e-5}
 VERIFY_TOL: dict[torch.dtype, float] = {torch.float64: 1e-6, torch.float32: 1e-2}
 
-_BY_NAME = {str(dtype).removeprefix("torch."): dtype for dtype in SOLVER_TOL}
+#: The supported dtypes by name ("float64", "float32"): what --dtype accepts.
+DTYPES: dict[str, torch.dtype] = {str(dtype).removeprefix("torch."): dtype for dtype in SOLVER_TOL}
 
 
 def solver_tol(dtype: torch.dtype | str) -> float:
@@ -30,7 +31,7 @@ def verify_tol(dtype: torch.dtype | str) -> float:
 def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
     """A supported torch dtype from itself or its name ("float32", "torch.float32")."""
     if isinstance(dtype, str):
-        dtype = _BY_NAME.get(dtype.removeprefix("torch."), dtype)
+        dtype = DTYPES.get(dtype.removeprefix("torch."), dtype)
     if not isinstance(dtype, torch.dtype) or dtype not in SOLVER_TOL:
-        raise ValueError(f"unsupported dtype {dtype!r}; accepted: {', '.join(_BY_NAME)}")
+        raise ValueError(f"unsupported dtype {dtype!r}; accepted: {', '.join(DTYPES)}")
     return dtype

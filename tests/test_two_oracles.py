@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import deqbench
+from deqbench.harness.options import BadInput
 from deqbench.harness.results.status import Status
-from deqbench.harness.run.settings import BadInput, make_settings
+from deqbench.harness.run.settings import make_settings
 from deqbench.harness.run.verdicts import ORACLES_AGREE_TOL, OracleResult, judge_against
 from deqbench.harness.worker.measure import MEASURED, Measurement
 

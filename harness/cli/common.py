@@ -10,11 +10,15 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from deqbench.harness.options import BadInput, number_parser
+from deqbench.harness.results.run_folder import RUN_FILE, RunFolder, UnreadableRun
 from deqbench.harness.run.settings import options
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+#: What deqbench report and compare can draw figures as.
+FORMATS = ("png", "svg")
 
 
 def stdout_console() -> Console:
@@ -70,7 +74,7 @@ def check_resume_alone(ctx: click.Context, defined: dict) -> None:
     """--resume takes its settings from run.json: any setting (or --out) given is bad input."""
     from click.core import ParameterSource
 
-    from deqbench.harness.run.settings import BadInput
+    from deqbench.harness.options import BadInput
 
     extra = [o for o in [*defined, "out"] if ctx.get_parameter_source(o) != ParameterSource.DEFAULT]
     if extra:
@@ -83,7 +87,7 @@ def start_or_resume(ctx: click.Context, resume, defined: dict, resume_run, new_r
     the folder ``resume`` names (``resume_run(resume)``; no setting may be given beside it)
     or new (``new_run()``). Bad input is one line and exit 2; the folder is announced, and
     for a resumed run how many cells it already has."""
-    from deqbench.harness.run.settings import BadInput
+    from deqbench.harness.options import BadInput
 
     try:
         if resume is not None:
@@ -103,3 +107,59 @@ def start_or_resume(ctx: click.Context, resume, defined: dict, resume_run, new_r
 def print_resuming(console, folder, record) -> None:
     done, total = len(folder.finished()), len(record["cells"])
     console.print(f"resuming: {done} of {total} cells already finished", highlight=False)
+
+
+def open_run(directory: Path) -> RunFolder:
+    """A run folder to read, with a readable run.json (else one line and exit 2)."""
+    folder = RunFolder(directory)
+    if not folder.exists():
+        fail(f"{directory}: no {RUN_FILE} there; accepted: a folder made by deqbench run")
+    try:
+        folder.load()
+    except UnreadableRun as error:
+        fail(str(error))
+    return folder
+
+
+# ------------------------------------------------- report and compare
+def parse_formats(text: str) -> list[str]:
+    formats = [f.strip().lower() for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        fail(
+            f"--format {text!r}: unknown format {', '.join(unknown) or '(none)'}; accepted: png, svg, png,svg"
+        )
+    return list(dict.fromkeys(formats))
+
+
+def parse_factor(text: str | None, flag: str) -> float | None:
+    """A ratio threshold: a finite number above 1 (one line on stderr and exit 2 otherwise)."""
+    try:
+        return number_parser(1.0, unit="a ratio such as 1.25")(text, flag)
+    except BadInput as error:
+        fail(str(error))
+
+
+def check_out(out: Path | None) -> None:
+    if out is not None and out.exists() and not out.is_dir():
+        fail(f"--out {out}: a file; accepted: a folder (new, or one to write the report into)")
+
+
+def make_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        fail(f"--out {out}: cannot create it ({error.strerror or error})")
+
+
+def load(paths) -> object:
+    """The rows of run folders or exported files (one line and exit 2 when unreadable)."""
+    from deqbench.harness.report import data as rd  # pandas: only for the commands that read rows
+
+    try:
+        return rd.load_many(list(paths))
+    except rd.ReportInputError as error:
+        fail(str(error))
+
+
+# ------------------------------------------------------------------ report

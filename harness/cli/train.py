@@ -24,8 +24,8 @@ from deqbench.harness.cli.common import (
     settings_options,
     start_or_resume,
 )
+from deqbench.harness.options import BadInput
 from deqbench.harness.run.progress import progress_columns
-from deqbench.harness.run.settings import BadInput
 from deqbench.harness.train.settings import train_options
 
 

@@ -36,17 +36,18 @@ def run(
     comma lists, ``"all"`` or ``"path/to/file.py:Class"``. Each cell runs in a process of
     its own. With ``out`` the run folder is kept (and can be finished later with
     ``resume=out``); without it the rows are only returned. Bad input raises
-    :class:`deqbench.harness.run.settings.BadInput` (a ValueError) before anything is written.
+    :class:`deqbench.harness.options.BadInput` (a ValueError) before anything is written.
     ``executor="dask"`` runs the cells on a dask.distributed cluster (``scheduler`` its
     address, or a LocalCluster of ``workers`` processes); ``resume`` works with either.
 
     >>> rows = deqbench.run("analytic,unrolled", "tanh", "pinn_grad", quick=True)
     >>> rows[rows.metric == "relative_error"]
     """
+    from deqbench.harness.options import BadInput
     from deqbench.harness.run import runner
     from deqbench.harness.run.executors import make_executor
     from deqbench.harness.run.progress import reporter
-    from deqbench.harness.run.settings import BadInput, make_settings
+    from deqbench.harness.run.settings import make_settings
 
     cell_executor = make_executor(executor, scheduler, workers)
     if resume is not None:

@@ -27,10 +27,10 @@ import socket
 import tempfile
 from pathlib import Path
 
+from deqbench.harness.options import BadInput
 from deqbench.harness.results.status import Status
 from deqbench.harness.run.cell_run import CellContext, oracle_answers, run_cell, stopped_cell_rows
 from deqbench.harness.run.matrix import PlannedCell
-from deqbench.harness.run.settings import BadInput
 from deqbench.harness.worker.measure import one_line
 from deqbench.harness.worker.server import deadline_after, worker_server
 

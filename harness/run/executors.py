@@ -13,10 +13,10 @@ from typing import Protocol
 
 import pandas as pd
 
+from deqbench.harness.options import BadInput
 from deqbench.harness.results.run_folder import RunFolder
 from deqbench.harness.run.cell_run import CellContext, remove_if_empty, run_cell
 from deqbench.harness.run.matrix import PlannedCell
-from deqbench.harness.run.settings import BadInput
 
 OnStart = Callable[[PlannedCell, int], None]
 

@@ -15,7 +15,8 @@ from itertools import product
 from typing import Any
 
 from deqbench.harness.references import resolve_class
-from deqbench.harness.run.settings import RunSettings, problem_overrides
+from deqbench.harness.run.settings import RunSettings
+from deqbench.harness.run.sizes import problem_overrides
 from deqbench.harness.worker.cell import CellSpec
 from deqbench.problems.base import PROBLEMS, Problem
 from deqbench.queries import QUERIES

@@ -6,7 +6,7 @@ run folder at once, under its lock (:mod:`.run_folder`): a killed run loses only
 cells in flight, and ``--resume`` finishes the rest.
 
 Checks of user input happen before anything is written (:mod:`.settings`,
-:func:`prepare_out`), and raise :class:`~deqbench.harness.run.settings.BadInput` with one line.
+:func:`prepare_out`), and raise :class:`~deqbench.harness.options.BadInput` with one line.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from typing import Any
 
 import pandas as pd
 
+from deqbench.harness.options import BadInput
 from deqbench.harness.results import rows as results
 from deqbench.harness.results.run_folder import RUN_FILE, FolderInUse, RunFolder, UnreadableRun
 from deqbench.harness.run.cell_run import CellContext, machine_defaults
 from deqbench.harness.run.executors import Executor, LocalExecutor
 from deqbench.harness.run.matrix import PlannedCell, plan
 from deqbench.harness.run.progress import Reporter, SilentReporter
-from deqbench.harness.run.settings import BadInput, RunSettings
+from deqbench.harness.run.settings import RunSettings
 
 
 class RunAborted(RuntimeError):

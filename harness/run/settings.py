@@ -9,46 +9,45 @@ wrong and what is accepted; nothing is written before all of them pass.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import psutil
 import torch
 
 from deqbench.backends import jax_unavailable_reason
+from deqbench.harness.options import (
+    BadInput,
+    Option,
+    check_stored_settings,
+    choice_parser,
+    integer_parser,
+    option,
+    options_of,
+    parse_bytes,
+    parse_flag,
+    parse_given,
+    parse_names,
+    positive_parser,
+)
 from deqbench.harness.references import BadReference, absolute_reference, resolve_class
+from deqbench.harness.run.sizes import check_sizes
 from deqbench.problems.base import PROBLEMS
 from deqbench.queries import QUERIES
 from deqbench.solvers import SOLVERS
 from deqbench.strategies.base import STRATEGIES
-from deqbench.tolerances import solver_tol, verify_tol
+from deqbench.tolerances import DTYPES, solver_tol, verify_tol
 
 #: --quick: the "quick" size preset, one warm-up run and three timed repeats.
 QUICK = {"preset": "quick", "warmup": 1, "repeats": 3}
 FULL = {"preset": "default", "warmup": 1, "repeats": 5}
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
 #: torch seeds are 64-bit: torch.Generator.manual_seed refuses anything larger.
 MAX_SEED = 2**64 - 1
 #: Without --max-memory, a cell may use this share of the memory available at the start.
 AUTO_MEMORY_SHARE = 0.9
 #: --oracle: the oracles each choice grades against, the first giving the main verdict.
 ORACLE_CHOICES = {"torch": ("torch",), "jax": ("jax",), "both": ("torch", "jax")}
-
-
-class BadInput(ValueError):
-    """Input the run cannot start with; the message is one line for the user."""
-
-
-# ------------------------------------------------------------------- parsers
-def parse_names(value: str | Sequence[str], flag: str) -> list[str]:
-    """``"a,b"`` or ``["a", "b"]`` -> ``["a", "b"]``, without blanks or repeats."""
-    items = value.split(",") if isinstance(value, str) else [p for v in value for p in str(v).split(",")]
-    names = list(dict.fromkeys(item.strip() for item in items if item.strip()))
-    if not names:
-        raise BadInput(f"{flag} is empty; give a name, a comma-separated list, or all")
-    return names
 
 
 def references_parser(kind: str) -> Callable[[Any, str], list[str]]:
@@ -137,23 +136,6 @@ def parse_sweep(value, flag) -> str | None:
     return None if value is None or not str(value).strip() else str(value).strip()
 
 
-def parse_flag(value, flag) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise BadInput(f"{flag} {value!r}: accepted: True or False")
-
-
-def choice_parser(choices: Callable[[], Sequence[str]], optional: bool = False):
-    def parse(value, flag):
-        if value is None and optional:
-            return None
-        if value not in choices():
-            raise BadInput(f"unknown {flag} {value!r}; accepted: {', '.join(choices())}")
-        return value
-
-    return parse
-
-
 def parse_oracle(value, flag) -> str:
     """torch, jax or both; the JAX oracle needs JAX installed."""
     choice = choice_parser(lambda: list(ORACLE_CHOICES))(value, flag)
@@ -182,84 +164,6 @@ def parse_device(value, flag) -> str:
                 f"{flag} {value}: only {count} CUDA device(s); accepted: cuda:0 .. cuda:{count - 1}"
             )
     return str(value)
-
-
-def integer_parser(low: int, high: int | None = None, optional: bool = False):
-    """An integer in [low, high]; strings of digits are accepted (the CLI passes strings)."""
-    accepted = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
-
-    def parse(value, flag):
-        if value is None and optional:
-            return None
-        number = None
-        if isinstance(value, int) and not isinstance(value, bool):
-            number = value
-        elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-            number = int(value)
-        if number is None or number < low or (high is not None and number > high):
-            raise BadInput(f"{flag} {value}: accepted: {accepted}")
-        return number
-
-    return parse
-
-
-def positive_parser(unit: str = "a number", optional: bool = True):
-    """A finite number > 0 (1e400 reads as inf, and inf would switch a check off)."""
-
-    def parse(value, flag):
-        if value is None and optional:
-            return None
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = math.nan
-        if isinstance(value, bool) or not (math.isfinite(number) and number > 0):
-            raise BadInput(f"{flag} {value}: accepted: {unit}, finite and > 0")
-        return number
-
-    return parse
-
-
-BYTE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-
-
-def parse_bytes(value, flag="--max-memory") -> int | None:
-    """``"4G"``, ``"512M"``, ``"1.5G"`` or a byte count -> bytes; ``"none"`` or 0 -> 0 (no cap)."""
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    text = str(value).strip().upper().removesuffix("IB").removesuffix("B")
-    if text in ("NONE", "0"):
-        return 0
-    unit = text[-1] if text and text[-1] in BYTE_UNITS else ""
-    try:
-        amount = float(text[: len(text) - len(unit)])
-    except ValueError:
-        amount = math.nan
-    if not (math.isfinite(amount) and amount > 0) or amount * BYTE_UNITS[unit] >= 2**63:
-        raise BadInput(f"malformed {flag} {value!r}; accepted: bytes with K, M, G or T (e.g. 8G), or none")
-    return max(1, int(amount * BYTE_UNITS[unit]))
-
-
-# ------------------------------------------------------------------- settings
-@dataclass(frozen=True)
-class Option:
-    """How a setting appears on the command line, and how its value is checked."""
-
-    flags: tuple[str, ...]
-    help: str
-    parse: Callable[[Any, str], Any]
-    is_flag: bool = False
-    metavar: str = "VALUE"
-
-    @property
-    def flag(self) -> str:
-        return self.flags[0]
-
-
-def option(default, *flags: str, help: str, parse, is_flag: bool = False, metavar: str = "VALUE"):
-    return field(default=default, metadata={"option": Option(flags, help, parse, is_flag, metavar)})
 
 
 @dataclass(frozen=True)
@@ -454,31 +358,6 @@ def options() -> dict[str, Option]:
     return options_of(RunSettings)
 
 
-def options_of(settings_class: type) -> dict[str, Option]:
-    """A settings dataclass's command-line options by field name, in field order (the order
-    ``--help`` shows them); fields without one are left out."""
-    return {f.name: f.metadata["option"] for f in fields(settings_class) if "option" in f.metadata}
-
-
-def check_stored_settings(data: dict[str, Any], known: dict[str, Option]) -> None:
-    """BadInput naming the settings a run.json holds that are not (or no longer) options."""
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise BadInput(f"unknown settings {', '.join(unknown)}")
-
-
-def parse_given(settings_class: type, known: dict[str, Option], given: dict[str, Any]):
-    """``settings_class`` from what a user gave: an unknown name is refused, a None value left
-    to the field's default, and every value parsed by its option (BadInput naming the flag).
-    Every parser of a setting whose default is None takes None as "derive it"."""
-    unknown = sorted(set(given) - set(known))
-    if unknown:
-        raise BadInput(f"unknown setting {', '.join(map(repr, unknown))}; accepted: {', '.join(known)}")
-    defaults = {f.name: f.default for f in fields(settings_class) if f.name in known}
-    values = {**defaults, **{k: v for k, v in given.items() if v is not None}}
-    return settings_class(**{name: opt.parse(values[name], opt.flag) for name, opt in known.items()})
-
-
 def option_names() -> list[str]:
     return list(options())
 
@@ -489,66 +368,3 @@ def make_settings(**given: Any) -> RunSettings:
     settings = parse_given(RunSettings, options(), given)
     check_sizes(settings)
     return settings
-
-
-# ------------------------------------------------------------------- sizes
-def problem_overrides(problem_cls: type, preset: str, overrides: dict[str, str]) -> dict[str, str]:
-    """The overrides that name one of this problem's knobs (others belong to other problems)."""
-    knobs = problem_cls.presets.get(preset, {})
-    return {key: value for key, value in overrides.items() if key in knobs}
-
-
-def check_knob_values(size: dict[str, Any]) -> None:
-    """Sizes are counts >= 1 and finite numbers: m=0, m=-5 or rho=nan builds nothing sensible."""
-    for knob, value in size.items():
-        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
-            raise BadInput(f"--size {knob}={value}: accepted: an integer >= 1")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise BadInput(f"--size {knob}={value}: accepted: a finite number")
-
-
-def check_sizes(settings: RunSettings) -> None:
-    """Every problem has the preset and takes its knobs' values; every knob is someone's."""
-    known: set[str] = set()
-    for reference in settings.problems:
-        problem_cls = resolve_class(reference, "problem")
-        own = problem_overrides(problem_cls, settings.preset, settings.overrides)
-        try:
-            size = problem_cls.resolve_size(settings.preset, own)
-        except (ValueError, TypeError) as error:
-            raise BadInput(f"--size: {error}") from None
-        check_knob_values(size)
-        known.update(problem_cls.presets[settings.preset])
-    unknown = sorted(set(settings.overrides) - known)
-    if unknown:
-        raise BadInput(
-            f"--size: no selected problem has a knob {', '.join(map(repr, unknown))}; "
-            f"known: {', '.join(sorted(known))}"
-        )
-    check_sweep(settings, known)
-
-
-def check_sweep(settings: RunSettings, known: set[str]) -> None:
-    """Every swept knob is some problem's, and every swept value builds a valid size."""
-    axes = settings.sweep_axes
-    unknown = sorted(set(axes) - known)
-    if unknown:
-        raise BadInput(
-            f"--sweep: no selected problem has a knob {', '.join(map(repr, unknown))}; "
-            f"known: {', '.join(sorted(known))}"
-        )
-    for reference in settings.problems:
-        problem_cls = resolve_class(reference, "problem")
-        for knob, values in axes.items():
-            if knob not in problem_cls.presets[settings.preset]:
-                continue
-            for value in values:
-                own = problem_overrides(problem_cls, settings.preset, {**settings.overrides, knob: value})
-                try:
-                    size = problem_cls.resolve_size(settings.preset, own)
-                except (ValueError, TypeError) as error:
-                    raise BadInput(f"--sweep {knob}={value}: {error}") from None
-                try:
-                    check_knob_values({knob: size[knob]})
-                except BadInput as error:
-                    raise BadInput(str(error).replace("--size", "--sweep")) from None

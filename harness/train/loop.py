@@ -35,6 +35,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from deqbench.harness.options import BadInput
 from deqbench.harness.references import resolve_class
 from deqbench.harness.results import rows as results
 from deqbench.harness.results.files import write_atomically
@@ -42,11 +43,11 @@ from deqbench.harness.results.rows import COLUMNS, Metric, format_size, safe_nam
 from deqbench.harness.results.run_folder import RUN_FILE, FolderInUse, RunFolder, UnreadableRun
 from deqbench.harness.results.status import Status
 from deqbench.harness.run.runner import RunAborted, create_run, prepare_out
-from deqbench.harness.run.settings import DTYPES, BadInput
 from deqbench.harness.train.models import MLP_NAME, DeqModel, MlpPinn
 from deqbench.harness.train.settings import TrainSettings
 from deqbench.harness.worker.measure import device_name, on_cpu, one_line, use_threads
 from deqbench.harness.worker.memory import peak_memory
+from deqbench.tolerances import DTYPES
 
 TRAIN_KIND = "train"
 TRAIN_QUERY = "train"

@@ -5,7 +5,7 @@ per (problem, seed). The options of ``deqbench run`` that make sense for trainin
 same fields of :class:`~deqbench.harness.run.settings.RunSettings`, reused with their help and
 checks (``--size``, ``--quick``, ``--device``, ``--dtype``, ``--seed``, ``--threads``, the
 solver options); the training's own are defined here. Every value passes its parser, which
-raises :class:`~deqbench.harness.run.settings.BadInput` with one line.
+raises :class:`~deqbench.harness.options.BadInput` with one line.
 """
 
 from __future__ import annotations
@@ -13,22 +13,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from deqbench.harness.references import resolve_class
-from deqbench.harness.run.settings import (
+from deqbench.harness.options import (
     BadInput,
     Option,
-    check_sizes,
     check_stored_settings,
     integer_parser,
+    number_parser,
     option,
-    options,
     options_of,
     parse_flag,
     parse_given,
     parse_names,
-    references_parser,
-    split_size,
+    positive_parser,
 )
+from deqbench.harness.references import resolve_class
+from deqbench.harness.run.settings import options, references_parser, split_size
+from deqbench.harness.run.sizes import check_sizes
 
 #: The PIDEQ comparison: the exact strategies and the standard (wrong above first order) one.
 DEFAULT_STRATEGIES = "analytic,iterative-backward,unrolled,implicit-vjp"
@@ -47,23 +47,6 @@ FULL = {
 def run_option(name: str, default: Any = None):
     """A field that is ``deqbench run``'s option of that name: same flags, help and checks."""
     return field(default=default, metadata={"option": options()[name]})
-
-
-def nonnegative(value, flag) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if isinstance(value, bool) or not (number >= 0 and number != float("inf")):
-        raise BadInput(f"{flag} {value}: accepted: a finite number >= 0")
-    return number
-
-
-def positive(value, flag) -> float:
-    number = nonnegative(value, flag)
-    if number == 0:
-        raise BadInput(f"{flag} {value}: accepted: a finite number > 0")
-    return number
 
 
 @dataclass(frozen=True)
@@ -91,11 +74,11 @@ class TrainSettings:
         f"[default: {FULL['seeds']}; {QUICK['seeds']} with --quick]",
     )  # fmt: skip
     lr: float = option(
-        1e-3, "--lr", metavar="RATE", parse=positive,
+        1e-3, "--lr", metavar="RATE", parse=positive_parser(),
         help="Adam's learning rate (PyTorch's other Adam defaults). [default: 1e-3]",
     )  # fmt: skip
     data_weight: float = option(
-        0.0, "--data-weight", metavar="W", parse=nonnegative,
+        0.0, "--data-weight", metavar="W", parse=number_parser(0.0, inclusive=True),
         help="Weight of the data loss (the ODE reference at the collocation points) in the training "
         "loss, added to the physics loss (residual and initial-condition terms). 0, the PIDEQ "
         "setting, trains on the initial condition and the physics alone. [default: 0]",
@@ -122,7 +105,7 @@ class TrainSettings:
         f"from there. [default: {FULL['checkpoint_every']}; {QUICK['checkpoint_every']} with --quick]",
     )  # fmt: skip
     target_error: float = option(
-        0.05, "--target-error", metavar="E", parse=positive,
+        0.05, "--target-error", metavar="E", parse=positive_parser(),
         help="The test error (RMS distance from the ODE reference) whose first reaching the final table "
         "times. [default: 0.05]",
     )  # fmt: skip

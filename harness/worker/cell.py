@@ -16,11 +16,11 @@ from typing import Any
 import torch
 
 from deqbench.harness.references import resolve_class
-from deqbench.harness.run.settings import DTYPES
 from deqbench.harness.worker.memory import peak_memory, saved_tensor_bytes
 from deqbench.problems.base import Problem
 from deqbench.queries import QueryResult
 from deqbench.strategies.base import Strategy
+from deqbench.tolerances import DTYPES
 
 
 @dataclass(frozen=True)
