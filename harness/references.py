@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from deqbench.problems.base import PROBLEMS, Problem
@@ -94,3 +95,17 @@ def load_file(path: Path, kind: str):
         raise BadReference(f"could not import {path}: {type(error).__name__}: {message}") from None
     _loaded_digests[module_name] = contents
     return module
+
+
+def referenced_files(references: Iterable[str]) -> list[Path]:
+    """The files that file references name (registry names name none), each once."""
+    paths = [Path(ref.rpartition(":")[0]) for ref in references if is_file_reference(ref)]
+    return list(dict.fromkeys(paths))
+
+
+def file_digest(path: Path) -> str | None:
+    """sha256 (hex) of a file's contents; None when it cannot be read."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None

@@ -23,10 +23,13 @@ import deqbench
 from deqbench.harness.cli.cache import cache as cache_group
 from deqbench.harness.oracle import cache as oracle_cache
 from deqbench.harness.oracle.cache import (
+    HEADER_LENGTH,
     MAGIC,
     OracleCache,
     OracleCacheWarning,
+    cache_key,
     fingerprint,
+    keyed_checksum,
 )
 from deqbench.harness.oracle.torch_oracle import OracleAnswer, oracle
 from deqbench.problems.base import Problem
@@ -109,8 +112,15 @@ def legacy_torch_file(path: Path, data: bytes) -> None:
 
 
 def checksummed_pickle(path: Path, data: bytes) -> None:
-    """A sound header and checksum over a payload that is no weights-only torch file."""
+    """A sound header and keyed checksum over a payload that is no weights-only torch file."""
     body = pickle.dumps({"values": object})
+    path.write_bytes(MAGIC + keyed_checksum(cache_key(), body) + b"\n" + body)
+
+
+def sha256_forgery(path: Path, data: bytes) -> None:
+    """Another answer with a recomputed plain sha256 in place of the keyed checksum: what
+    anyone who can write the cache folder, but not read the user's key, can make."""
+    body = data[HEADER_LENGTH:].replace(b"forward", b"fORWARD")
     path.write_bytes(MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
 
 
@@ -118,17 +128,22 @@ BAD_ENTRIES = {
     "flipped byte": (lambda path, data: path.write_bytes(flip_middle_byte(data)), "checksum mismatch"),
     "truncated": (lambda path, data: path.write_bytes(data[: len(data) // 2]), "checksum mismatch"),
     "truncated header": (lambda path, data: path.write_bytes(data[:20]), "truncated header"),
-    "empty": (lambda path, data: path.write_bytes(b""), "no DEQBORACLE1 header"),
+    "empty": (lambda path, data: path.write_bytes(b""), "no DEQBORACLE2 header"),
     "random bytes": (
         lambda path, data: path.write_bytes(random.Random(0).randbytes(4096)),
-        "no DEQBORACLE1 header",
+        "no DEQBORACLE2 header",
     ),
-    "legacy torch file": (legacy_torch_file, "no DEQBORACLE1 header"),
+    "legacy torch file": (legacy_torch_file, "no DEQBORACLE2 header"),
     "plain pickle": (
         lambda path, data: path.write_bytes(pickle.dumps({"values": {}})),
-        "no DEQBORACLE1 header",
+        "no DEQBORACLE2 header",
     ),
     "checksummed pickle": (checksummed_pickle, "payload does not load"),
+    "sha256 forgery": (sha256_forgery, "checksum mismatch"),
+    "entry of the sha256 format": (
+        lambda path, data: path.write_bytes(data.replace(MAGIC, b"DEQBORACLE1\n", 1)),
+        "no DEQBORACLE2 header",
+    ),
 }
 
 
@@ -329,7 +344,7 @@ def test_cli_info_counts_entries_and_unreadable_ones_and_clear_leaves_foreign_fi
     vanderpol = deqbench.get_problem("vanderpol", "quick")
     cache.answer(vanderpol, "forward")
     spoiled = cache.entry_path(tanh, "jvp")
-    spoiled.write_bytes(flip_middle_byte(spoiled.read_bytes()))
+    spoiled.write_bytes(b"X" + spoiled.read_bytes()[1:])  # info reads headers only
     (tmp_path / "tanh" / f"grad-{'0' * 24}.pt").write_bytes(b"a name-keyed entry of old")
     (tmp_path / "vanderpol" / f".forward-{'a' * 64}.pt.x1y2.tmp").write_bytes(b"a killed write")
     foreign = [tmp_path / "notes.txt", tmp_path / "tanh" / "README"]

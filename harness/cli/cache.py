@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from deqbench.harness.oracle.cache import CACHE_ENV, OracleCache
+from deqbench.harness.cli.common import fail
+from deqbench.harness.oracle.cache import CACHE_ENV, CacheDirectoryError, OracleCache, check_cache_dir
 
 WHERE = (
     f"The cache lives in ${CACHE_ENV} if set, else in $XDG_CACHE_HOME/deqbench/oracle, else in "
@@ -52,13 +53,17 @@ def cache() -> None:
     "info",
     help=(
         "Show where the cache is, how many entries it holds and how much space they take, "
-        "per problem, and how many are unreadable (each entry is read and its checksum "
-        "verified; an unreadable one is recomputed when next needed).\n\n" + WHERE + "\n\n" + KEYED
+        "per problem, and how many are unreadable (from each entry's header only, so it is quick "
+        "on a large cache; a damaged payload is found, and recomputed, when the entry is next "
+        "used).\n\n" + WHERE + "\n\n" + KEYED
     ),
 )
 @directory_option
 def info(directory: Path | None) -> None:
-    summary = OracleCache(directory).info()
+    try:
+        summary = OracleCache(directory).info()
+    except CacheDirectoryError as error:
+        fail(str(error))
     click.echo(f"directory:  {summary['directory']}")
     click.echo(f"entries:    {summary['entries']}")
     click.echo(f"size:       {human_bytes(summary['bytes'])}")
@@ -82,6 +87,10 @@ def info(directory: Path | None) -> None:
 @directory_option
 def clear(directory: Path | None) -> None:
     oracle_cache = OracleCache(directory)
+    try:
+        check_cache_dir(oracle_cache.directory)
+    except CacheDirectoryError as error:
+        fail(str(error))
     try:
         removed = oracle_cache.clear()
     except OSError as error:

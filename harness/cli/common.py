@@ -104,6 +104,32 @@ def start_or_resume(ctx: click.Context, resume, defined: dict, resume_run, new_r
     return settings, folder, record, console
 
 
+#: --trust of the commands that resume (run, train).
+trust_option = click.option(
+    "--trust",
+    is_flag=True,
+    default=False,
+    help="With --resume: import the strategy and problem files run.json names even where one lies "
+    "outside the run folder or changed since the run started (on a terminal you are asked instead).",
+)
+
+
+def trusting(resume_run, trust: bool):
+    """``resume_run(path, trust, notify)`` for :func:`start_or_resume`: the files it imports
+    named on stderr; where they need trust and --trust was not given, a terminal is asked."""
+    from deqbench.harness.run.runner import UntrustedFiles
+
+    def resume(path):
+        try:
+            return resume_run(path, trust, lambda line: click.echo(line, err=True))
+        except UntrustedFiles as error:
+            if not sys.stdin.isatty() or not click.confirm(f"{error}. Import them now?", err=True):
+                raise
+            return resume_run(path, True, lambda line: None)
+
+    return resume
+
+
 def print_resuming(console, folder, record) -> None:
     done, total = len(folder.finished()), len(record["cells"])
     console.print(f"resuming: {done} of {total} cells already finished", highlight=False)

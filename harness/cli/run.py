@@ -15,6 +15,8 @@ from deqbench.harness.cli.common import (
     out_option,
     settings_options,
     start_or_resume,
+    trust_option,
+    trusting,
 )
 from deqbench.harness.options import BadInput
 from deqbench.harness.report import summary
@@ -35,6 +37,7 @@ from deqbench.harness.run.settings import make_settings, options
     help="Finish an interrupted run: its settings, and the strategy and problem files it names, "
     "come from DIR/run.json; finished cells are kept, the others run. Takes no other option.",
 )
+@trust_option
 @click.option(
     "--executor",
     default="local",
@@ -61,6 +64,7 @@ from deqbench.harness.run.settings import make_settings, options
 def run_command(
     ctx: click.Context,
     resume: Path | None,
+    trust: bool,
     out: Path | None,
     executor: str,
     scheduler: str | None,
@@ -104,7 +108,7 @@ def run_command(
         return (settings, *runner.new_run(settings, out))
 
     settings, folder, record, console = start_or_resume(
-        ctx, resume, options(), runner.resume_settings, new_run
+        ctx, resume, options(), trusting(runner.resume_settings, trust), new_run
     )
     try:
         with ProgressReporter() as reporter:

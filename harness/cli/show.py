@@ -30,5 +30,6 @@ def show_command(directory: Path) -> None:
             f"{finished} of {len(planned)} cells finished; `deqbench run --resume {directory}` runs the rest",
             style="yellow",
             highlight=False,
+            markup=False,
         )
     summary.print_summary(rows, console)

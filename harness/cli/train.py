@@ -23,6 +23,8 @@ from deqbench.harness.cli.common import (
     out_option,
     settings_options,
     start_or_resume,
+    trust_option,
+    trusting,
 )
 from deqbench.harness.options import BadInput
 from deqbench.harness.run.progress import progress_columns
@@ -74,8 +76,9 @@ def train_settings_options(command):
     help="Finish an interrupted training run: its settings come from DIR/run.json; finished cells "
     "are kept, the others continue from their last checkpoint. Takes no other option.",
 )
+@trust_option
 @click.pass_context
-def train_command(ctx: click.Context, out: Path | None, resume: Path | None, **given) -> None:
+def train_command(ctx: click.Context, out: Path | None, resume: Path | None, trust: bool, **given) -> None:
     """Train a physics-informed DEQ with each strategy's gradient, and a plain PINN.
 
     Adam on the physics loss (the ODE residual at the collocation points and the
@@ -108,7 +111,7 @@ def train_command(ctx: click.Context, out: Path | None, resume: Path | None, **g
         return (settings, *train.new_training(settings, out))
 
     settings, folder, record, console = start_or_resume(
-        ctx, resume, train_options(), train.resume_training, new_training
+        ctx, resume, train_options(), trusting(train.resume_training, trust), new_training
     )
     try:
         with StepProgress() as progress:

@@ -9,15 +9,25 @@ directions and initial state, the values of ``f``, the output head and every los
 probe points, together with the query, :data:`~deqbench.harness.oracle.torch_oracle.ORACLE_VERSION` and
 the torch version. Whatever changes the numbers changes the key.
 
-Every entry carries a sha256 checksum of its payload and the fingerprint and query it
-answers. An entry that is corrupted, truncated, foreign (another format, an entry of an older
-deqbench) or unreadable is a miss: the answer is recomputed, the entry rewritten, and one
-:class:`OracleCacheWarning` names the file and the reason. A bad entry never raises.
+Every entry carries a keyed checksum (HMAC-SHA256) of its payload, and the fingerprint and
+query it answers. The key is a secret of the user's own, made at first use in
+``$XDG_CONFIG_HOME/deqbench/oracle-cache.key`` (default ``~/.config``, readable by its owner
+only) and never kept in the cache folder: so an entry that passes the check was written by
+this user's deqbench, and nobody who can only write the cache folder can make one pass (a
+recomputed plain sha256 does not). What holds: **a cached answer was computed by this
+user's oracle for exactly this instance and query**; a wrong entry cannot be forged into a
+pass. Without a key (its folder not writable) the cache neither reads nor writes.
 
-A checksum proves an entry is intact, not that its answer is right (an entry written by a
-buggy oracle, or deliberately, passes it). So a cached answer may make a cell ok; it may
-never alone make a claimed-exact cell wrong: before it would, the runner asks again with
-``refresh=True``, which recomputes the answer and replaces the entry.
+An entry that is corrupted, truncated, foreign (another format, an entry of an older
+deqbench, another user's key) or unreadable is a miss: the answer is recomputed, the entry
+rewritten, and one :class:`OracleCacheWarning` names the file and the reason. A bad entry
+never raises, and a file that is not a regular file (a FIFO, a device) is never opened for
+reading, so it cannot block.
+
+Still, a cached answer is only as right as the oracle that wrote it (an older buggy oracle
+has another version in the key). A cached answer may make a cell ok; it may never alone make
+a claimed-exact cell wrong: before it would, the runner asks again with ``refresh=True``,
+which recomputes the answer and replaces the entry.
 
 The cache lives in ``$DEQBENCH_CACHE_DIR`` (default ``$XDG_CACHE_HOME/deqbench/oracle``, or
 ``~/.cache/deqbench/oracle``), one folder per problem name (for people reading it; the name
@@ -30,10 +40,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import io
 import json
 import os
 import re
+import secrets
+import stat
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,10 +61,14 @@ from deqbench.problems.base import PHYSICS_QUERIES, Problem
 from deqbench.queries import check_query_name
 
 CACHE_ENV = "DEQBENCH_CACHE_DIR"
+#: The secret that keys the entries' checksums, per user, outside the cache folder.
+KEY_FILE_NAME = "oracle-cache.key"
+KEY_BYTES = 32
 
-#: The first bytes of every entry file; the trailing digit is the entry format's version.
-MAGIC = b"DEQBORACLE1\n"
-#: After the magic: the payload's sha256 as 64 hex digits and a newline, then the payload.
+#: The first bytes of every entry file; the trailing digit is the entry format's version
+#: (2: an HMAC-SHA256 under the user's key; 1 was a plain sha256 anyone could recompute).
+MAGIC = b"DEQBORACLE2\n"
+#: After the magic: the payload's HMAC as 64 hex digits and a newline, then the payload.
 CHECKSUM_LENGTH = 64
 HEADER_LENGTH = len(MAGIC) + CHECKSUM_LENGTH + 1
 
@@ -78,6 +95,69 @@ class OracleCacheWarning(UserWarning):
 
 class UnreadableEntry(Exception):
     """An entry file that exists but cannot be trusted; the message says why."""
+
+
+class CacheDirectoryError(ValueError):
+    """The cache directory is not a folder (one line for the user)."""
+
+
+def check_cache_dir(directory: Path) -> None:
+    """CacheDirectoryError when ``directory`` (or a parent) exists and is not a folder; a
+    missing one is fine (it is made at the first answer)."""
+    for path in (directory, *directory.parents):
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                raise CacheDirectoryError(
+                    f"oracle cache directory {directory}: {path} is not a folder; accepted: a folder "
+                    f"(set ${CACHE_ENV} or --dir to one)"
+                )
+            return
+
+
+def key_file() -> Path:
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "deqbench" / KEY_FILE_NAME
+
+
+def cache_key() -> bytes | None:
+    """The user's secret for the entries' checksums, made at first use (0600, written to a
+    temporary file and linked into place, so two processes agree on one); None when it can
+    neither be read nor made."""
+    path = key_file()
+    key = read_key(path)
+    if key is not None:
+        return key
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(secrets.token_bytes(KEY_BYTES))
+            with contextlib.suppress(FileExistsError):  # another process made it first: theirs
+                os.link(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+    return read_key(path)
+
+
+def read_key(path: Path) -> bytes | None:
+    """The key in ``path``: a regular file of KEY_BYTES bytes, else None."""
+    with contextlib.suppress(OSError):
+        data = read_regular_file(path)
+        if len(data) == KEY_BYTES:
+            return data
+    return None
+
+
+def read_regular_file(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of ``path`` (its first ``limit``), opened without blocking: a FIFO or device
+    in its place raises UnreadableEntry instead of waiting for a writer."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise UnreadableEntry("not a regular file")
+        return handle.read() if limit is None else handle.read(limit)
 
 
 def default_cache_dir() -> Path:
@@ -239,23 +319,33 @@ def fingerprint(problem: Problem, query: str, framework: str = "torch") -> str:
 
 
 # ------------------------------------------------------------------ entry files
-def encode_entry(payload: dict[str, Any]) -> bytes:
-    """Magic, the payload's checksum, the payload (a torch file)."""
+def keyed_checksum(key: bytes, body: bytes) -> bytes:
+    return hmac.new(key, body, hashlib.sha256).hexdigest().encode()
+
+
+def encode_entry(payload: dict[str, Any], key: bytes) -> bytes:
+    """Magic, the payload's keyed checksum, the payload (a torch file)."""
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     body = buffer.getvalue()
-    return MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+    return MAGIC + keyed_checksum(key, body) + b"\n" + body
 
 
-def decode_entry(data: bytes) -> dict[str, Any]:
-    """The payload of an entry file's bytes; UnreadableEntry if it is not a sound entry."""
-    if not data.startswith(MAGIC):
-        raise UnreadableEntry("not an oracle cache entry: no DEQBORACLE1 header")
-    if len(data) < HEADER_LENGTH or data[HEADER_LENGTH - 1 : HEADER_LENGTH] != b"\n":
+def check_header(header: bytes) -> None:
+    """UnreadableEntry unless ``header`` (an entry's first HEADER_LENGTH bytes) is sound."""
+    if not header.startswith(MAGIC):
+        raise UnreadableEntry(f"not an oracle cache entry: no {MAGIC.strip().decode()} header")
+    checksum = header[len(MAGIC) : HEADER_LENGTH - 1]
+    if len(header) < HEADER_LENGTH or header[-1:] != b"\n" or not re.fullmatch(rb"[0-9a-f]{64}", checksum):
         raise UnreadableEntry("truncated header")
+
+
+def decode_entry(data: bytes, key: bytes) -> dict[str, Any]:
+    """The payload of an entry file's bytes; UnreadableEntry if it is not a sound entry."""
+    check_header(data[:HEADER_LENGTH])
     checksum, body = data[len(MAGIC) : HEADER_LENGTH - 1], data[HEADER_LENGTH:]
-    if hashlib.sha256(body).hexdigest().encode() != checksum:
-        raise UnreadableEntry("checksum mismatch")
+    if not hmac.compare_digest(keyed_checksum(key, body), checksum):
+        raise UnreadableEntry("checksum mismatch (damaged, or not written under this user's key)")
     try:
         payload = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - whatever torch raises, the entry is unusable
@@ -283,18 +373,21 @@ def is_dict_of(value: Any, kind: type | tuple[type, ...]) -> bool:
     )
 
 
-def read_entry(path: Path, key: str, query: str) -> dict[str, Any] | None:
-    """The payload stored at ``path`` for (key, query); None when there is no file.
+def read_entry(path: Path, key: str, query: str, secret: bytes) -> dict[str, Any] | None:
+    """The payload stored at ``path`` for (key, query), checked under ``secret``; None when
+    there is no file.
 
     Raises UnreadableEntry, and nothing else, for a file that is there but unusable.
     """
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path)
     except (FileNotFoundError, NotADirectoryError):  # no entry yet (or no cache folder)
         return None
+    except UnreadableEntry:
+        raise
     except Exception as error:  # noqa: BLE001 - a permission error, a folder in its place
         raise UnreadableEntry(f"{type(error).__name__}: {error}") from error
-    payload = decode_entry(data)
+    payload = decode_entry(data, secret)
     if payload["fingerprint"] != key:
         raise UnreadableEntry("written for another problem instance")
     if payload["query"] != query:
@@ -330,15 +423,16 @@ def folder_name(problem_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", problem_name).lstrip(".") or "problem"
 
 
-def verify_entry_file(path: Path) -> bool:
-    """Whether a file named like an entry is a sound one, for the key its name carries."""
-    match = ENTRY_NAME.fullmatch(path.name)
-    if match is None:  # a legacy entry: never read again
+def has_sound_header(path: Path) -> bool:
+    """Whether a file named like an entry is a regular file of this format with a sound
+    header (its first bytes only: the payload and its checksum are checked when it is used)."""
+    if ENTRY_NAME.fullmatch(path.name) is None:  # a legacy entry: never read again
         return False
     try:
-        return read_entry(path, match["fingerprint"], match["query"]) is not None
-    except UnreadableEntry:
+        check_header(read_regular_file(path, HEADER_LENGTH))
+    except (OSError, UnreadableEntry):
         return False
+    return True
 
 
 def is_entry_name(name: str) -> bool:
@@ -363,6 +457,7 @@ class OracleCache:
 
     def __init__(self, directory: str | os.PathLike | None = None):
         self.directory = Path(directory) if directory is not None else default_cache_dir()
+        self._secret: bytes | None = None
         self.hits = 0
         self.misses = 0
         self.refreshes = 0
@@ -388,31 +483,38 @@ class OracleCache:
         compute, _ = oracle_for(framework)
         key = fingerprint(problem, query, framework)
         path = self.entry_path(problem, query, key)
+        secret = self.secret()
         if refresh:
             self.refreshes += 1
         else:
-            payload = self._lookup(path, key, query)
+            payload = None if secret is None else self._lookup(path, key, query, secret)
             if payload is not None:
                 self.hits += 1
                 return answer_from_payload(payload)
             self.misses += 1
         answer = compute(problem, query)
-        self._store(path, entry_payload(key, query, str(problem.name), answer))
+        self._store(path, entry_payload(key, query, str(problem.name), answer), secret)
         return answer
+
+    def secret(self) -> bytes | None:
+        """The user's key for the checksums (None: no key, so no cache)."""
+        if self._secret is None:
+            self._secret = cache_key()
+        return self._secret
 
     def store(self, problem: Problem, query: str, answer: OracleAnswer, framework: str = "torch") -> Path:
         """Keep ``answer`` as the entry for (problem, query), replacing any; returns its path."""
         check_query_name(query)
         key = fingerprint(problem, query, framework)
         path = self.entry_path(problem, query, key)
-        self._store(path, entry_payload(key, query, str(problem.name), answer))
+        self._store(path, entry_payload(key, query, str(problem.name), answer), self.secret())
         return path
 
     @staticmethod
-    def _lookup(path: Path, key: str, query: str) -> dict[str, Any] | None:
+    def _lookup(path: Path, key: str, query: str, secret: bytes) -> dict[str, Any] | None:
         """The sound payload at ``path``, or None (with one warning when a file was there)."""
         try:
-            return read_entry(path, key, query)
+            return read_entry(path, key, query, secret)
         except UnreadableEntry as reason:
             warnings.warn(
                 f"oracle cache entry {path} unreadable ({reason}); recomputed",
@@ -422,10 +524,11 @@ class OracleCache:
             return None
 
     @staticmethod
-    def _store(path: Path, payload: dict[str, Any]) -> None:
-        # a read-only cache still answers, it just does not remember
-        with contextlib.suppress(OSError):
-            write_atomically(path, encode_entry(payload))
+    def _store(path: Path, payload: dict[str, Any], secret: bytes | None) -> None:
+        # a read-only cache (or one without a key) still answers, it just does not remember
+        if secret is not None:
+            with contextlib.suppress(OSError):
+                write_atomically(path, encode_entry(payload, secret))
 
     # ------------------------------------------------------------ housekeeping
     def _problem_folders(self) -> Iterator[Path]:
@@ -453,11 +556,14 @@ class OracleCache:
         return self._files_named(folder, lambda name: bool(TEMPORARY_NAME.fullmatch(name)))
 
     def info(self) -> dict[str, Any]:
-        """The cache at a glance; every entry is read and verified (checksum, name, payload).
+        """The cache at a glance, from each entry's name, size and header (never its payload,
+        so a large cache is counted in moments).
 
         Keys: ``directory``, ``entries``, ``bytes``, ``problems`` (entries per problem
-        folder) and ``unreadable`` (entries that would be recomputed when next asked for).
+        folder) and ``unreadable`` (entries whose header already shows they would be
+        recomputed when next asked for: another format, a damaged header, not a file).
         """
+        check_cache_dir(self.directory)
         entries, size, unreadable, problems = 0, 0, 0, {}
         for folder in self._problem_folders():
             files = self._entry_files(folder)
@@ -466,7 +572,7 @@ class OracleCache:
             problems[folder.name] = len(files)
             entries += len(files)
             size += sum(file_size(path) for path in files)
-            unreadable += sum(not verify_entry_file(path) for path in files)
+            unreadable += sum(not has_sound_header(path) for path in files)
         return {
             "directory": str(self.directory),
             "entries": entries,

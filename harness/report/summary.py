@@ -10,6 +10,7 @@ dim an unsupported cell.
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 from rich.console import Console, Group
@@ -20,6 +21,25 @@ from deqbench.harness.results import rows as results
 from deqbench.harness.results.status import FAILED_VERIFICATION, UNVERIFIED, Status
 
 MEMORY_METRICS = ("peak_rss_bytes", "cuda_peak_bytes")
+
+#: Characters a result file may carry that a terminal would act on: C0 and C1 controls (ESC
+#: starts title-set, clear-screen and link sequences) but tab and newline, and the bidi
+#: overrides that reorder what is shown.
+TERMINAL_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every terminal control character written out (ESC as ``\\x1b``)."""
+    return TERMINAL_CONTROL.sub(lambda match: f"\\x{ord(match[0]):02x}", text)
+
+
+def harmless(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with terminal_safe text in every string column (names and messages come from
+    users' classes and result files, which anyone may have written)."""
+    rows = rows.copy()
+    for column in rows.select_dtypes(include=["object", "string"]).columns:
+        rows[column] = rows[column].map(lambda text: terminal_safe(text) if isinstance(text, str) else text)
+    return rows
 
 
 def format_error(value: float) -> str:
@@ -88,7 +108,7 @@ def problem_table(rows: pd.DataFrame, problem: str, size: str) -> Table:
     subset = rows[(rows["problem"] == problem) & (rows["size"] == size)]
     first = subset.iloc[0]
     title = f"{problem}  ({first['size']}, {first['dtype']}, {first['device']})"
-    table = Table(title=title, show_lines=True, title_justify="left")
+    table = Table(title=Text(title), show_lines=True, title_justify="left")  # Text: never markup
     table.add_column("strategy", style="bold")
     table.add_column("backend")
     queries = list(dict.fromkeys(subset["query"]))
@@ -100,7 +120,7 @@ def problem_table(rows: pd.DataFrame, problem: str, size: str) -> Table:
             cell_rows = subset[(subset["strategy"] == strategy) & (subset["query"] == query)]
             cells.append(cell_text(cell_rows) if len(cell_rows) else Text(""))
         backend = subset.loc[subset["strategy"] == strategy, "backend"].iloc[0]
-        table.add_row(strategy, backend if isinstance(backend, str) else "", *cells)
+        table.add_row(Text(strategy), Text(backend if isinstance(backend, str) else ""), *cells)
     return table
 
 
@@ -145,6 +165,7 @@ LEGEND = (
 def render(rows: pd.DataFrame) -> Group:
     if rows.empty:
         return Group(Text("no finished cells"))
+    rows = harmless(rows)
     instances = dict.fromkeys(zip(rows["problem"], rows["size"], strict=True))
     tables = [problem_table(rows, problem, size) for problem, size in instances]
     return Group(*tables, Text(LEGEND, style="dim"), status_counts(rows), *notes(rows))

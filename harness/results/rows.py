@@ -9,6 +9,7 @@ any subset of rows stands on its own in pandas.
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import re
 import socket
@@ -87,8 +88,31 @@ class Metric:
     output: str = ""
 
 
+#: Characters a cell file name keeps as they are; any other becomes "_".
+UNSAFE_CHARACTER = re.compile(r"[^A-Za-z0-9_.+=,@-]")
+#: Longest readable part of a cell file name (file systems allow 255 bytes in all).
+NAME_LENGTH = 150
+#: Hex digits of the cell id's sha256 appended to a name that does not spell the id exactly.
+ID_HASH_LENGTH = 10
+
+
 def safe_name(cell_id: str) -> str:
-    """A file name for a cell id: ``analytic/tanh/jvp`` -> ``analytic__tanh__jvp``."""
+    """A file name for a cell id, unique to it: ``analytic/tanh/jvp`` -> ``analytic__tanh__jvp``.
+
+    "/" becomes "__" and other characters unsafe in file names "_". Where that loses
+    information (a character replaced, a "__" already in the id, a name cut short), a short
+    hash of the exact id is appended, so ``p:x`` and ``p_x`` never share one file.
+    """
+    readable = UNSAFE_CHARACTER.sub("_", cell_id.replace("/", "__"))
+    exact = readable == cell_id.replace("/", "__") and "__" not in cell_id
+    if exact and len(readable) <= NAME_LENGTH:
+        return readable
+    digest = hashlib.sha256(cell_id.encode()).hexdigest()[:ID_HASH_LENGTH]
+    return f"{readable[:NAME_LENGTH]}-{digest}"
+
+
+def legacy_safe_name(cell_id: str) -> str:
+    """The file name older deqbench gave a cell id (names could collide); read, never written."""
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", cell_id.replace("/", "__"))
 
 

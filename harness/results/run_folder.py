@@ -9,7 +9,9 @@
 
 A cell file that is truncated, unreadable, of another run or of a cell this run did not
 plan is skipped with a warning naming it: it is never read as a result, and a resume
-computes that cell again.
+computes that cell again. Cell files are named by :func:`~.rows.safe_name`, unique to each
+cell id; files named as older deqbench named them (where two ids could share a name) are
+still read.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from deqbench.harness.results.files import write_atomically
-from deqbench.harness.results.rows import COLUMNS, missing_columns, normalise, safe_name
+from deqbench.harness.results.rows import COLUMNS, legacy_safe_name, missing_columns, normalise, safe_name
 
 RUN_FILE = "run.json"
 CELLS_DIR = "cells"
@@ -69,11 +71,16 @@ class RunFolder:
     def exists(self) -> bool:
         return self.run_file.is_file()
 
+    def make_folders(self) -> None:
+        """The cells and logs folders, made again where someone removed them (a folder
+        copied without its logs must still take new cells)."""
+        self.cells_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(exist_ok=True)
+
     # ------------------------------------------------------------ run.json
     def create(self, run: dict[str, Any]) -> None:
         """Make the folder and write run.json (call with the lock held)."""
-        self.cells_dir.mkdir(parents=True, exist_ok=True)
-        self.logs_dir.mkdir(exist_ok=True)
+        self.make_folders()
         write_atomically(self.run_file, json.dumps({"format": RUN_FORMAT, **run}, indent=2).encode())
 
     def load(self) -> dict[str, Any]:
@@ -143,7 +150,7 @@ class RunFolder:
     def valid_cells(self) -> Iterator[pd.DataFrame]:
         """Each readable cell file of this run, as rows; the others skipped with a warning."""
         run = self.load()
-        planned = set(run["cells"])
+        planned, seen = set(run["cells"]), set()
         for path in self.cell_files():
             try:
                 rows = pd.read_parquet(path)
@@ -151,9 +158,12 @@ class RunFolder:
                 skip(path, f"unreadable ({type(error).__name__})")
                 continue
             reason = foreign_reason(rows, path, run["run_id"], planned)
+            if not reason and rows["cell"].iloc[0] in seen:
+                reason = f"a second file of cell {rows['cell'].iloc[0]!r}"
             if reason:
                 skip(path, reason)
                 continue
+            seen.add(rows["cell"].iloc[0])
             yield rows
 
     def finished(self) -> set[str]:
@@ -182,7 +192,7 @@ def foreign_reason(rows: pd.DataFrame, path: Path, run_id: str, planned: set[str
     (cell,) = cells
     if set(rows["run_id"]) != {run_id}:
         return f"belongs to another run ({', '.join(sorted(set(rows['run_id'])))})"
-    if cell not in planned or path.name != f"{safe_name(cell)}.parquet":
+    if cell not in planned or path.stem not in (safe_name(cell), legacy_safe_name(cell)):
         return f"cell {cell!r} is not one this run planned under that name"
     return ""
 

@@ -20,6 +20,7 @@ def run(
     *,
     out: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
+    trust: bool = False,
     progress: bool = False,
     executor: str = "local",
     scheduler: str | None = None,
@@ -35,7 +36,8 @@ def run(
     ``max_memory``), with the same meaning and checks. Strategies and problems are names,
     comma lists, ``"all"`` or ``"path/to/file.py:Class"``. Each cell runs in a process of
     its own. With ``out`` the run folder is kept (and can be finished later with
-    ``resume=out``); without it the rows are only returned. Bad input raises
+    ``resume=out``; files it imports from outside the folder, or changed since, need
+    ``trust=True``); without it the rows are only returned. Bad input raises
     :class:`deqbench.harness.options.BadInput` (a ValueError) before anything is written.
     ``executor="dask"`` runs the cells on a dask.distributed cluster (``scheduler`` its
     address, or a LocalCluster of ``workers`` processes); ``resume`` works with either.
@@ -53,7 +55,7 @@ def run(
     if resume is not None:
         if settings:
             raise BadInput(f"resume takes its settings from run.json; drop {', '.join(sorted(settings))}")
-        run_settings, folder, record = runner.resume_settings(resume)
+        run_settings, folder, record = runner.resume_settings(resume, trust, runner.notify_on_stderr)
         with reporter(progress) as report:
             return runner.execute(run_settings, folder, record, reporter=report, executor=cell_executor)
     run_settings = make_settings(strategies=strategies, problems=problems, queries=queries, **settings)

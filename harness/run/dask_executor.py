@@ -36,6 +36,14 @@ from deqbench.harness.worker.server import deadline_after, worker_server
 
 #: A worker that dies running a task: the scheduler tries the task once more, then gives up.
 ALLOWED_FAILURES = 1
+#: How long connecting to a --scheduler may take before it counts as unreachable.
+CONNECT_TIMEOUT = "30s"
+
+
+def check_scheduler(scheduler: str) -> None:
+    """Connect to ``scheduler`` once, before any run folder is written (BadInput otherwise)."""
+    with DaskExecutor.connect(scheduler):
+        pass
 
 
 def oracle_task(planned: PlannedCell, context: CellContext):
@@ -94,7 +102,23 @@ class DaskExecutor:
             raise BadInput(f"--workers {workers}: accepted: an integer >= 1")
         if scheduler is not None and workers is not None:
             raise BadInput("--workers sizes the LocalCluster deqbench starts; with --scheduler, drop it")
+        if scheduler is not None:
+            check_scheduler(scheduler)
         return cls(scheduler, None if workers is None else int(workers))
+
+    @staticmethod
+    def connect(scheduler: str, timeout: str = CONNECT_TIMEOUT):
+        """A client of ``scheduler``; BadInput with one line when the address is malformed
+        or nothing answers there."""
+        from distributed import Client
+
+        try:
+            return Client(scheduler, timeout=timeout)
+        except (OSError, TimeoutError, ValueError, TypeError) as error:
+            raise BadInput(
+                f"--scheduler {scheduler}: cannot connect ({one_line(error)}); accepted: the address of "
+                "a running dask scheduler, e.g. tcp://host:8786"
+            ) from None
 
     @contextlib.contextmanager
     def client(self):
@@ -103,11 +127,7 @@ class DaskExecutor:
         from distributed import Client, LocalCluster
 
         if self.scheduler is not None:
-            try:
-                client = Client(self.scheduler, timeout="30s")
-            except (OSError, TimeoutError) as error:
-                raise BadInput(f"--scheduler {self.scheduler}: cannot connect ({one_line(error)})") from None
-            with client:
+            with self.connect(self.scheduler) as client:
                 yield client
             return
         with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):

@@ -8,7 +8,7 @@ instead of raising deep inside a run. Cell ids are stable: ``strategy/problem/qu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from itertools import product
@@ -118,10 +118,20 @@ def sweep_points(problem_cls: type, settings: RunSettings) -> list[dict[str, str
 
 
 def plan(settings: RunSettings) -> list[PlannedCell]:
-    """The run's cells in the matrix's order (strategy, problem, size, query), each with its spec."""
+    """The run's cells in the matrix's order (strategy, problem, size, query), each with its spec.
+
+    Swept values that name one size (``m=8,08,+8``) give one cell, not three with one id.
+    """
+    cells: dict[str, PlannedCell] = {}
+    for planned in iter_plan(settings):
+        cells.setdefault(planned.cell.id, planned)
+    return list(cells.values())
+
+
+def iter_plan(settings: RunSettings) -> Iterator[PlannedCell]:
+    """:func:`plan`'s cells one at a time, repeats included."""
     strategy_refs = {resolve_class(ref, "strategy").name: ref for ref in settings.strategies}
     problem_classes = {ref: resolve_class(ref, "problem") for ref in settings.problems}
-    planned = []
     for strategy, strategy_ref in strategy_refs.items():
         for problem_ref, problem_cls in problem_classes.items():
             for point in sweep_points(problem_cls, settings):
@@ -144,8 +154,7 @@ def plan(settings: RunSettings) -> list[PlannedCell]:
                         threads=settings.threads,
                     )
                     cell = strategy_cell(strategy, problem_cls.name, query, variant)
-                    planned.append(PlannedCell(cell, spec, size))
-    return planned
+                    yield PlannedCell(cell, spec, size)
 
 
 def quick_spec(strategy: str, problem: str, query: str) -> CellSpec:

@@ -14,12 +14,15 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from deqbench.harness.options import BadInput
+from deqbench.harness.oracle.cache import CacheDirectoryError, check_cache_dir, default_cache_dir
+from deqbench.harness.references import file_digest, referenced_files
 from deqbench.harness.results import rows as results
 from deqbench.harness.results.run_folder import RUN_FILE, FolderInUse, RunFolder, UnreadableRun
 from deqbench.harness.run.cell_run import CellContext, machine_defaults
@@ -31,6 +34,15 @@ from deqbench.harness.run.settings import RunSettings
 
 class RunAborted(RuntimeError):
     """The run cannot go on (its folder cannot be written); one line for the user."""
+
+
+class UntrustedFiles(BadInput):
+    """--resume would import code from outside its run folder, or code changed since the run
+    started, and was not told to trust it (--trust)."""
+
+
+#: run.json's record of the user files a run imports: absolute path -> sha256 at its start.
+FILES_KEY = "files"
 
 
 # ------------------------------------------------------------------ run folder
@@ -62,6 +74,7 @@ def create_run(settings: RunSettings, out: Path, cell_ids: list[str], **extra: A
         "created": results.utc_now(),
         **extra,
         "settings": settings.to_dict(),
+        FILES_KEY: imported_file_hashes(settings.to_dict()),
         "cells": cell_ids,
     }
     existed = out.exists()
@@ -82,26 +95,84 @@ def create_run(settings: RunSettings, out: Path, cell_ids: list[str], **extra: A
 def new_run(settings: RunSettings, out: str | os.PathLike | None) -> tuple[RunFolder, dict]:
     """A new run's folder, made once its settings, folder and plan all check out."""
     path = prepare_out(out)
+    check_oracle_cache()
     planned = checked_plan(settings)
     return create_run(settings, path, [p.cell.id for p in planned])
 
 
-def resume_settings(path: str | os.PathLike) -> tuple[RunSettings, RunFolder, dict[str, Any]]:
+def imported_file_hashes(settings: dict[str, Any]) -> dict[str, str | None]:
+    """The strategy and problem files a run's settings name, with their sha256 now."""
+    references = [*settings.get("strategies", []), *settings.get("problems", [])]
+    return {str(path): file_digest(path) for path in referenced_files(references)}
+
+
+def imported_files(folder: RunFolder, run: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """(file, what makes it need trust) for each file a resume of ``run`` would import:
+    lying outside the run folder, or changed since the run started (per run.json's hashes)."""
+    recorded = run.get(FILES_KEY)
+    files = []
+    for path, digest in imported_file_hashes(run["settings"]).items():
+        concerns = []
+        if not Path(path).resolve().is_relative_to(folder.root.resolve()):
+            concerns.append("outside the run folder")
+        if isinstance(recorded, dict) and path in recorded and recorded[path] != digest:
+            concerns.append("changed since the run started")
+        files.append((path, concerns))
+    return files
+
+
+def check_resume_imports(folder: RunFolder, run: dict[str, Any], trust: bool, notify) -> None:
+    """Tell (``notify``, one line each) which files a resume imports; UntrustedFiles when one
+    lies outside the folder or changed since the run started and ``trust`` is False."""
+    files = imported_files(folder, run)
+    if files and not isinstance(run.get(FILES_KEY), dict):
+        notify(f"{RUN_FILE} (an older deqbench) records no hashes: whether its files changed is unknown")
+    for path, concerns in files:
+        notify(f"--resume imports {path}" + (f" ({', '.join(concerns)})" if concerns else ""))
+    doubtful = [path for path, concerns in files if concerns]
+    if doubtful and not trust:
+        raise UntrustedFiles(
+            f"--resume {folder.path} would import code from {', '.join(doubtful)} (outside the run folder "
+            "or changed since the run started); read it, then resume with --trust"
+        )
+
+
+def notify_on_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def resume_settings(
+    path: str | os.PathLike, trust: bool = False, notify=lambda line: None
+) -> tuple[RunSettings, RunFolder, dict[str, Any]]:
     """A run folder's settings, checked again (a strategy file may have moved since).
 
-    The strategy and problem files that run.json names are the ones the resumed run runs.
+    The strategy and problem files that run.json names are the ones the resumed run runs;
+    each is named to ``notify`` before any is imported, and one outside the run folder or
+    changed since the run started is imported only with ``trust`` (UntrustedFiles otherwise).
     """
     folder = RunFolder(path)
     if not folder.exists():
         raise BadInput(f"--resume {path}: no {RUN_FILE} there; accepted: a folder made by deqbench run")
     try:
         run = folder.load()
-        settings = RunSettings.from_dict(run["settings"])
     except UnreadableRun as error:
         raise BadInput(f"--resume {path}: {error}") from None
+    check_resume_imports(folder, run, trust, notify)
+    check_oracle_cache()
+    try:
+        settings = RunSettings.from_dict(run["settings"])
     except BadInput as error:
         raise BadInput(f"--resume {path}: {RUN_FILE} settings: {error}") from None
     return settings, folder, run
+
+
+def check_oracle_cache() -> None:
+    """BadInput when the oracle cache's folder ($DEQBENCH_CACHE_DIR) is a file: every answer
+    would be recomputed, silently."""
+    try:
+        check_cache_dir(default_cache_dir())
+    except CacheDirectoryError as error:
+        raise BadInput(str(error)) from None
 
 
 def checked_plan(settings: RunSettings) -> list[PlannedCell]:
@@ -134,6 +205,7 @@ def execute(
     planned_cells = checked_plan(settings)
     try:
         with folder.lock():
+            folder.make_folders()
             folder.remove_partial_files()
             done = folder.finished()
             todo = [p for p in planned_cells if p.cell.id not in done]

@@ -46,6 +46,19 @@ FULL = {"preset": "default", "warmup": 1, "repeats": 5}
 MAX_SEED = 2**64 - 1
 #: Without --max-memory, a cell may use this share of the memory available at the start.
 AUTO_MEMORY_SHARE = 0.9
+#: --max-cells: a run planning more cells is refused unless this is raised (a sweep's
+#: product grows fast: run.json lists every cell, and 10,000 of them is a day of cells).
+MAX_CELLS = 10_000
+#: An answer is as exact as its solves: the default --tol is at least this many times the
+#: looser of the solver tolerances used. Measured on the quick problems with --f-tol 1e-6
+#: and 1e-4: relative errors up to 4.3 x the solver tolerance (unrolled pinn_grad), so 100
+#: leaves room for slower-contracting layers without hiding a wrong rule (errors of 1e-2).
+SOLVES_TO_ANSWER = 100
+#: --tol below this many eps of the dtype cannot be met: the oracle's float64 answer rounded
+#: to float32 alone is off by eps, and derivatives lose digits to rounding beyond that.
+TOL_FLOOR_EPS = 100
+#: --f-tol and --b-tol below this many eps of the dtype: a residual the solve cannot reach.
+SOLVER_TOL_FLOOR_EPS = 10
 #: --oracle: the oracles each choice grades against, the first giving the main verdict.
 ORACLE_CHOICES = {"torch": ("torch",), "jax": ("jax",), "both": ("torch", "jax")}
 
@@ -115,8 +128,11 @@ def split_sweep(text: str | None) -> dict[str, list[str]]:
     """``"m=64,256;batch=8"`` -> ``{"m": ["64", "256"], "batch": ["8"]}``."""
     if text is None or not str(text).strip():
         return {}
+    items = [part.strip() for part in str(text).split(";") if part.strip()]
+    if not items:
+        raise BadInput(f"malformed --sweep {text!r}: no knob=v1,v2,... item; accepted: e.g. m=64,256,1024")
     axes: dict[str, list[str]] = {}
-    for item in (part.strip() for part in str(text).split(";") if part.strip()):
+    for item in items:
         knob, equals, values = item.partition("=")
         knob = knob.strip()
         points = list(dict.fromkeys(v.strip() for v in values.split(",") if v.strip()))
@@ -172,6 +188,12 @@ class RunSettings:
 
     Values are as given (checked and normalised); what depends on others (the size preset
     under --quick, tolerances by dtype) is derived by the properties below.
+
+    Tolerances follow each other: the verdict tolerance defaults to
+    ``max(verify_tol(dtype), SOLVES_TO_ANSWER * max(f_tol, b_tol))`` (an answer is only as
+    exact as its solves), and :func:`check_tolerances` refuses what cannot be met: a --tol
+    below the solver tolerances or below TOL_FLOOR_EPS x the dtype's eps, a --f-tol or
+    --b-tol below SOLVER_TOL_FLOOR_EPS x eps.
     """
 
     strategies: list[str] = option(
@@ -229,11 +251,13 @@ class RunSettings:
     )  # fmt: skip
     f_tol: float | None = option(
         None, "--f-tol", metavar="TOL", parse=positive_parser(),
-        help="Forward solver tolerance (relative residual). [default: 1e-10; 1e-5 in float32]",
+        help="Forward solver tolerance (relative residual); at least "
+        f"{SOLVER_TOL_FLOOR_EPS} x the dtype's eps (1.2e-6 in float32). [default: 1e-10; 1e-5 in float32]",
     )  # fmt: skip
     b_tol: float | None = option(
         None, "--b-tol", metavar="TOL", parse=positive_parser(),
-        help="Backward (linear) solver tolerance. [default: 1e-10; 1e-5 in float32]",
+        help="Backward (linear) solver tolerance; at least "
+        f"{SOLVER_TOL_FLOOR_EPS} x the dtype's eps (1.2e-6 in float32). [default: 1e-10; 1e-5 in float32]",
     )  # fmt: skip
     f_max_iter: int = option(
         500,
@@ -251,7 +275,10 @@ class RunSettings:
     )
     tol: float | None = option(
         None, "--tol", metavar="TOL", parse=positive_parser(),
-        help="A cell is 'wrong' when its worst relative error against the oracle exceeds this. "
+        help="A cell is 'wrong' when its worst relative error against the oracle exceeds this. It follows "
+        f"the solver tolerances: the default is 1e-6 (1e-2 in float32) or {SOLVES_TO_ANSWER} x the looser of "
+        "--f-tol and --b-tol, whichever is larger; a --tol below the solver tolerances, or below "
+        f"{TOL_FLOOR_EPS} x the dtype's eps (1.2e-5 in float32), cannot be met and is refused. "
         "[default: 1e-6; 1e-2 in float32]",
     )  # fmt: skip
     timeout: float | None = option(
@@ -278,6 +305,11 @@ class RunSettings:
         help="Run the matrix at several sizes into one results folder: knob=v1,v2,... for each swept "
         "size knob, several knobs separated by ';' giving their product (m=64,256,1024 or "
         "'m=64,256;batch=8,32'). Each row carries its size. [default: no sweep]",
+    )  # fmt: skip
+    max_cells: int = option(
+        MAX_CELLS, "--max-cells", metavar="N", parse=integer_parser(1),
+        help="Refuse a run that plans more cells than this (strategies x problems x sizes x queries; "
+        f"a sweep's product grows fast); raise it to run more. [default: {MAX_CELLS}]",
     )  # fmt: skip
     oracle: str = option(
         "torch", "--oracle", metavar="FRAMEWORK", parse=parse_oracle,
@@ -315,7 +347,16 @@ class RunSettings:
 
     @property
     def verify_tol(self) -> float:
-        return verify_tol(self.dtype) if self.tol is None else self.tol
+        """--tol, or what the dtype and the solves can deliver: the dtype's verify tolerance,
+        or SOLVES_TO_ANSWER x the looser solver tolerance where that is larger."""
+        if self.tol is not None:
+            return self.tol
+        return max(verify_tol(self.dtype), SOLVES_TO_ANSWER * self.loosest_solver_tol)
+
+    @property
+    def loosest_solver_tol(self) -> float:
+        solvers = self.solver_settings()
+        return max(solvers["f_tol"], solvers["b_tol"])
 
     def solver_settings(self) -> dict[str, Any]:
         """What each strategy is built with (a solver left out: the strategy's default)."""
@@ -366,5 +407,30 @@ def make_settings(**given: Any) -> RunSettings:
     """Checked settings from what a user gave (names as RunSettings' fields); raises BadInput
     on the first problem, naming the flag."""
     settings = parse_given(RunSettings, options(), given)
+    check_tolerances(settings)
     check_sizes(settings)
     return settings
+
+
+def check_tolerances(settings: RunSettings) -> None:
+    """Refuse tolerances the dtype or the solves cannot meet (one line naming the flag)."""
+    eps = torch.finfo(DTYPES[settings.dtype]).eps
+    for flag, value in (("--f-tol", settings.f_tol), ("--b-tol", settings.b_tol)):
+        if value is not None and value < SOLVER_TOL_FLOOR_EPS * eps:
+            raise BadInput(
+                f"{flag} {value:g}: a {settings.dtype} solve cannot reach it; accepted: "
+                f">= {SOLVER_TOL_FLOOR_EPS * eps:.2g} in {settings.dtype} ({SOLVER_TOL_FLOOR_EPS} x its eps)"
+            )
+    if settings.tol is None:
+        return
+    if settings.tol < TOL_FLOOR_EPS * eps:
+        raise BadInput(
+            f"--tol {settings.tol:g}: {settings.dtype} answers cannot be that exact; accepted: "
+            f">= {TOL_FLOOR_EPS * eps:.2g} in {settings.dtype} ({TOL_FLOOR_EPS} x its eps)"
+        )
+    if settings.tol < settings.loosest_solver_tol:
+        raise BadInput(
+            f"--tol {settings.tol:g} is below the solver tolerance {settings.loosest_solver_tol:g} "
+            "(--f-tol, --b-tol, or the dtype's default): no answer can be that exact; accepted: a "
+            "larger --tol, or tighter --f-tol/--b-tol"
+        )

@@ -49,7 +49,8 @@ def check_sizes(settings: RunSettings) -> None:
 
 
 def check_sweep(settings: RunSettings, known: set[str]) -> None:
-    """Every swept knob is some problem's, and every swept value builds a valid size."""
+    """Every swept knob is some problem's and not also given by --size, every swept value
+    builds a valid size, and the run plans at most --max-cells cells."""
     axes = settings.sweep_axes
     unknown = sorted(set(axes) - known)
     if unknown:
@@ -57,6 +58,12 @@ def check_sweep(settings: RunSettings, known: set[str]) -> None:
             f"--sweep: no selected problem has a knob {', '.join(map(repr, unknown))}; "
             f"known: {', '.join(sorted(known))}"
         )
+    both = sorted(set(axes) & set(settings.overrides))
+    if both:
+        raise BadInput(
+            f"--sweep and --size both set {', '.join(map(repr, both))}; accepted: each knob in one of them"
+        )
+    check_cell_count(settings)
     for reference in settings.problems:
         problem_cls = resolve_class(reference, "problem")
         for knob, values in axes.items():
@@ -72,3 +79,22 @@ def check_sweep(settings: RunSettings, known: set[str]) -> None:
                     check_knob_values({knob: size[knob]})
                 except BadInput as error:
                     raise BadInput(str(error).replace("--size", "--sweep")) from None
+
+
+def planned_cell_count(settings: RunSettings) -> int:
+    """How many cells the run plans at most, counted without planning them: strategies x
+    queries x each problem's share of the sweep (the product of its swept knobs' values)."""
+    sizes = 0
+    for reference in settings.problems:
+        knobs = resolve_class(reference, "problem").presets.get(settings.preset, {})
+        sizes += math.prod(len(values) for knob, values in settings.sweep_axes.items() if knob in knobs)
+    return len(settings.strategies) * len(settings.queries) * sizes
+
+
+def check_cell_count(settings: RunSettings) -> None:
+    count = planned_cell_count(settings)
+    if count > settings.max_cells:
+        raise BadInput(
+            f"the run plans {count:,} cells, more than --max-cells {settings.max_cells:,}; "
+            "accepted: fewer strategies, problems, queries or swept values, or a larger --max-cells"
+        )

@@ -39,10 +39,16 @@ from deqbench.harness.options import BadInput
 from deqbench.harness.references import resolve_class
 from deqbench.harness.results import rows as results
 from deqbench.harness.results.files import write_atomically
-from deqbench.harness.results.rows import COLUMNS, Metric, format_size, safe_name
+from deqbench.harness.results.rows import COLUMNS, Metric, format_size, legacy_safe_name, safe_name
 from deqbench.harness.results.run_folder import RUN_FILE, FolderInUse, RunFolder, UnreadableRun
 from deqbench.harness.results.status import Status
-from deqbench.harness.run.runner import RunAborted, create_run, prepare_out
+from deqbench.harness.run.runner import (
+    RunAborted,
+    check_resume_imports,
+    create_run,
+    notify_on_stderr,
+    prepare_out,
+)
 from deqbench.harness.train.models import MLP_NAME, DeqModel, MlpPinn
 from deqbench.harness.train.settings import TrainSettings
 from deqbench.harness.worker.measure import device_name, on_cpu, one_line, use_threads
@@ -57,6 +63,11 @@ TRAJECTORIES_DIR = "trajectories"
 TRAIN_COLUMNS = [*COLUMNS, "step"]
 #: The test grid is drawn with its own seed, apart from the collocation points of the seed.
 TEST_SEED_OFFSET = 1_000_003
+#: A cell whose loss rises above this many times its first step's loss has diverged (three
+#: orders of magnitude: Adam at a sane rate never climbs that far above where it started).
+DIVERGED_LOSS_GROWTH = 1e3
+#: A cell whose gradient's solves fail to converge in this many steps in a row has diverged.
+DIVERGED_UNCONVERGED_STREAK = 5
 
 
 # ------------------------------------------------------------------ cells
@@ -102,8 +113,12 @@ def new_training(settings: TrainSettings, out: str | os.PathLike | None) -> tupl
     return create_run(settings, path, cells, kind=TRAIN_KIND)
 
 
-def resume_training(path: str | os.PathLike) -> tuple[TrainSettings, RunFolder, dict]:
-    """A training folder's settings, checked again; BadInput with one line otherwise."""
+def resume_training(
+    path: str | os.PathLike, trust: bool = False, notify=lambda line: None
+) -> tuple[TrainSettings, RunFolder, dict]:
+    """A training folder's settings, checked again; BadInput with one line otherwise. Files
+    it would import are named and trusted as :func:`~deqbench.harness.run.runner.resume_settings`
+    says."""
     folder = RunFolder(path)
     if not folder.exists():
         raise BadInput(f"--resume {path}: no {RUN_FILE} there; accepted: a folder made by deqbench train")
@@ -113,6 +128,7 @@ def resume_training(path: str | os.PathLike) -> tuple[TrainSettings, RunFolder, 
         raise BadInput(f"--resume {path}: {error}") from None
     if not is_training_run(run):
         raise BadInput(f"--resume {path}: a deqbench run folder, not a training one (deqbench run --resume)")
+    check_resume_imports(folder, run, trust, notify)
     try:
         settings = TrainSettings.from_dict(run["settings"])
     except BadInput as error:
@@ -120,12 +136,20 @@ def resume_training(path: str | os.PathLike) -> tuple[TrainSettings, RunFolder, 
     return settings, folder, run
 
 
-def checkpoint_path(folder: RunFolder, cell_id: str) -> Path:
-    return folder.root / CHECKPOINTS_DIR / f"{safe_name(cell_id)}.pt"
+def checkpoint_path(folder: RunFolder, cell_id: str, name=safe_name) -> Path:
+    return folder.root / CHECKPOINTS_DIR / f"{name(cell_id)}.pt"
 
 
-def trajectory_path(folder: RunFolder, cell_id: str) -> Path:
-    return folder.root / TRAJECTORIES_DIR / f"{safe_name(cell_id)}.pt"
+def trajectory_path(folder: RunFolder, cell_id: str, name=safe_name) -> Path:
+    return folder.root / TRAJECTORIES_DIR / f"{name(cell_id)}.pt"
+
+
+def stored_path(path_of, folder: RunFolder, cell_id: str) -> Path:
+    """Where a cell's checkpoint or trajectory is to be read: its file, or the one older
+    deqbench named after :func:`legacy_safe_name` when only that one is there."""
+    path = path_of(folder, cell_id)
+    legacy = path_of(folder, cell_id, legacy_safe_name)
+    return legacy if not path.exists() and legacy.is_file() else path
 
 
 def save_torch(path: Path, payload: dict[str, Any]) -> None:
@@ -146,7 +170,7 @@ def load_torch(path: Path) -> dict[str, Any] | None:
 
 def load_trajectory(folder: RunFolder, cell_id: str) -> dict[str, Any] | None:
     """``{"steps": [...], "theta": [dict of tensors per step]}`` of a finished cell."""
-    return load_torch(trajectory_path(folder, cell_id))
+    return load_torch(stored_path(trajectory_path, folder, cell_id))
 
 
 # --------------------------------------------------------------- problems
@@ -229,11 +253,12 @@ class CellTraining:
         self.start = 0
         self.status, self.message = Status.OK, ""
         self.unconverged = 0
+        self.unconverged_streak = 0
 
     # ----------------------------------------------------------- checkpoints
     def restore(self) -> bool:
         """Continue from the cell's last checkpoint, if it has a readable one."""
-        saved = load_torch(checkpoint_path(self.folder, self.cell.id))
+        saved = load_torch(stored_path(checkpoint_path, self.folder, self.cell.id))
         if saved is None or saved.get("run_id") != self.context["run_id"]:
             return False
         with torch.no_grad():
@@ -243,6 +268,7 @@ class CellTraining:
         self.records = [tuple(r) for r in saved["records"]]
         self.trajectory = saved["trajectory"]
         self.start, self.unconverged = saved["step"], saved["unconverged"]
+        self.unconverged_streak = saved.get("unconverged_streak", 0)
         return True
 
     def checkpoint(self, next_step: int) -> None:
@@ -256,6 +282,7 @@ class CellTraining:
                 "records": self.records,
                 "trajectory": self.trajectory,
                 "unconverged": self.unconverged,
+                "unconverged_streak": self.unconverged_streak,
             },
         )
 
@@ -289,11 +316,33 @@ class CellTraining:
         self.record(step, "gradient_norm", norm)
         for name, value in gradient.solver.items():
             self.record(step, name, value, "" if name == "converged" else "count")
-        self.unconverged += gradient.solver.get("converged", 1.0) == 0
+        converged = gradient.solver.get("converged", 1.0) != 0
+        self.unconverged += not converged
+        self.unconverged_streak = 0 if converged else self.unconverged_streak + 1
+        diverged = self.divergence(step, total)
+        if diverged:
+            self.status, self.message = Status.DIVERGED, diverged
+            return False
         seconds += timed_update(self.optimizer, self.theta, gradient, self.settings)
         self.record(step, "step_time", seconds, "s")
         self.record(step, memory.metric, memory.peak_bytes, "bytes")
         return True
+
+    def first_loss(self) -> float:
+        return next(value for _, metric, value, _ in self.records if metric == "loss")
+
+    def divergence(self, step: int, loss: float) -> str:
+        """Why training has diverged by ``step`` ("" when it has not): its loss has grown by
+        orders of magnitude, or its solves have stopped converging."""
+        first = self.first_loss()
+        if loss > DIVERGED_LOSS_GROWTH * first:
+            return f"step {step}: loss {loss:.3g} above {DIVERGED_LOSS_GROWTH:g} x its first {first:.3g}"
+        if self.unconverged_streak >= DIVERGED_UNCONVERGED_STREAK:
+            return (
+                f"step {step}: the solves did not converge in {self.unconverged_streak} steps in a row "
+                f"(since step {step - self.unconverged_streak + 1})"
+            )
+        return ""
 
     def train(self, progress) -> pd.DataFrame:
         """Every step not yet done (from a checkpoint, if any); the cell's rows."""
@@ -366,7 +415,8 @@ class CellTraining:
         """The trajectory, then the cell file (which marks the cell done), then no checkpoint."""
         save_torch(trajectory_path(self.folder, self.cell.id), self.trajectory)
         self.folder.write_cell(self.cell.id, rows)
-        checkpoint_path(self.folder, self.cell.id).unlink(missing_ok=True)
+        for name in (safe_name, legacy_safe_name):
+            checkpoint_path(self.folder, self.cell.id, name).unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------ the run
@@ -446,6 +496,7 @@ def train(
     *,
     out: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
+    trust: bool = False,
     **settings: Any,
 ) -> pd.DataFrame:
     """``deqbench train`` from Python: the rows of every cell (one per cell, step and metric).
@@ -457,7 +508,7 @@ def train(
     from deqbench.harness.train.settings import make_train_settings
 
     if resume is not None:
-        train_settings, folder, run = resume_training(resume)
+        train_settings, folder, run = resume_training(resume, trust, notify_on_stderr)
     else:
         train_settings = make_train_settings(strategies=strategies, problems=problems, **settings)
         folder, run = new_training(train_settings, out)

@@ -8,13 +8,15 @@ one or more training folders (or their exports): one row per (cell, step, metric
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
 import torch
+from rich.text import Text
 
 from deqbench.harness.report.figures import order_strategies
-from deqbench.harness.report.summary import format_bytes, format_seconds
+from deqbench.harness.report.summary import format_bytes, format_seconds, terminal_safe
 from deqbench.harness.results.run_folder import RunFolder, UnreadableRun
 from deqbench.harness.train.settings import TrainSettings
 
@@ -269,15 +271,21 @@ def markdown_final_table(table: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
+def plain_cell(cell: str) -> Text:
+    """A final-table cell for the terminal: Markdown code marks dropped ("`analytic` (1
+    stopped)" -> "analytic (1 stopped)"), control characters written out, never markup."""
+    return Text(terminal_safe(re.sub(r"`([^`]*)`", r"\1", cell)))
+
+
 def print_final_table(table: pd.DataFrame, console) -> None:
     from rich.table import Table as RichTable
 
     for caption, body in final_rows(table).values():
-        rich_table = RichTable(title=caption, title_justify="left")
+        rich_table = RichTable(title=plain_cell(caption), title_justify="left")
         for column in FINAL_HEADER:
             rich_table.add_column(column)
         for row in body:
-            rich_table.add_row(*[cell.strip("`") for cell in row])
+            rich_table.add_row(*map(plain_cell, row))
         console.print(rich_table)
 
 
