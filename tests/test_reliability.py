@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -203,14 +205,17 @@ def test_markup_and_escape_sequences_from_result_files_are_shown_harmlessly(tmp_
 def test_show_is_fast_on_2000_cells(tmp_path):
     cells = [f"analytic/p{i // 4}/q{i % 4}" for i in range(2000)]
     folder = fake_run(tmp_path / "run", cells)
-    for cell in cells:
-        folder.write_cell(cell, fake_cell_rows(cell, "r1"))
-    start = time.perf_counter()
+    table = pa.Table.from_pandas(
+        pd.concat([fake_cell_rows(cell, "r1") for cell in cells]), preserve_index=False
+    )
+    for index, cell in enumerate(cells):  # pyarrow straight: pandas would take a minute here
+        pq.write_table(table.slice(2 * index, 2), folder.cell_path(cell))
+    start = time.process_time()  # CPU time: the machine may be busy
     result = invoke("show", folder.path)
-    seconds = time.perf_counter() - start
+    seconds = time.process_time() - start
     assert result.exit_code == 0, result.output
     assert "2000 cells: 2000 ok" in result.output
-    assert seconds < 30, f"show took {seconds:.1f} s on 2,000 cells"
+    assert seconds < 10, f"show took {seconds:.1f} CPU seconds on 2,000 cells"
 
 
 # ---------------------------------------------------------------------- cache

@@ -76,37 +76,56 @@ def cell_style(status: str, expected_exact: bool) -> str:
     return "yellow"
 
 
-def metric_value(cell_rows: pd.DataFrame, metrics: tuple[str, ...] | str) -> float:
-    """A cell-level metric (the row with no output), NaN if the cell has none."""
+def metric_value(cell_rows: pd.DataFrame | dict[str, float], metrics: tuple[str, ...] | str) -> float:
+    """A cell-level metric (the row with no output), NaN if the cell has none; ``cell_rows``
+    may be the cell's rows or their :func:`cell_metrics`."""
     metrics = (metrics,) if isinstance(metrics, str) else metrics
-    found = cell_rows[cell_rows["metric"].isin(metrics) & (cell_rows["output"] == "")]
-    return float(found["value"].iloc[0]) if len(found) else float("nan")
+    values = cell_metrics(cell_rows) if isinstance(cell_rows, pd.DataFrame) else cell_rows
+    return next((values[name] for name in metrics if name in values), float("nan"))
 
 
-def cell_text(cell_rows: pd.DataFrame) -> Text:
+def cell_metrics(cell_rows: pd.DataFrame) -> dict[str, float]:
+    """A cell's cell-level metrics (rows without an output) by name, the first of each."""
+    return metrics_by_cell(cell_rows).get(cell_rows["cell"].iloc[0], {})
+
+
+def metrics_by_cell(rows: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Every cell's cell-level metrics by name, in one pass over the rows (a filter per cell
+    costs seconds on a folder of thousands of cells)."""
+    level = rows[rows["output"] == ""]
+    cells: dict[str, dict[str, float]] = {}
+    for cell, name, value in zip(level["cell"], level["metric"], level["value"], strict=True):
+        cells.setdefault(cell, {}).setdefault(name, float(value))
+    return cells
+
+
+def cell_text(cell_rows: pd.DataFrame, values: dict[str, float] | None = None) -> Text:
+    """A table cell: status, error, time and memory (``values``: its :func:`cell_metrics`)."""
     first = cell_rows.iloc[0]
     status, exact = first["status"], bool(first["expected_exact"])
     style = cell_style(status, exact)
     if status == Status.UNSUPPORTED:
         return Text("—", style=style)
-    if status in (Status.ERROR, *UNVERIFIED) and "time_median" not in set(cell_rows["metric"]):
+    values = cell_metrics(cell_rows) if values is None else values
+    if status in (Status.ERROR, *UNVERIFIED) and "time_median" not in values:
         return Text(status, style=style)
     label = status if status in (Status.DIVERGED, Status.ERROR) else ""
-    error = format_error(metric_value(cell_rows, "relative_error"))
+    error = format_error(metric_value(values, "relative_error"))
     lines = [
         f"{label} {error}".strip() if label else f"err {error}",
-        format_seconds(metric_value(cell_rows, "time_median")),
-        format_bytes(metric_value(cell_rows, MEMORY_METRICS)),
+        format_seconds(metric_value(values, "time_median")),
+        format_bytes(metric_value(values, MEMORY_METRICS)),
     ]
     if status == Status.WRONG and not exact:
         lines[0] += " *"
     return Text("\n".join(lines), style=style)
 
 
-def problem_table(rows: pd.DataFrame, problem: str, size: str) -> Table:
-    """One problem at one size (a sweep gives a table per size)."""
-    subset = rows[(rows["problem"] == problem) & (rows["size"] == size)]
+def instance_table(subset: pd.DataFrame, metrics: dict[str, dict[str, float]]) -> Table:
+    """The table of one problem at one size (a sweep gives a table per size), from its rows
+    and :func:`metrics_by_cell`."""
     first = subset.iloc[0]
+    problem = first["problem"]
     title = f"{problem}  ({first['size']}, {first['dtype']}, {first['device']})"
     table = Table(title=Text(title), show_lines=True, title_justify="left")  # Text: never markup
     table.add_column("strategy", style="bold")
@@ -114,11 +133,15 @@ def problem_table(rows: pd.DataFrame, problem: str, size: str) -> Table:
     queries = list(dict.fromkeys(subset["query"]))
     for query in queries:
         table.add_column(query, justify="right")
+    by_cell = dict(iter(subset.groupby(["strategy", "query"], sort=False, dropna=False)))
     for strategy in dict.fromkeys(subset["strategy"]):
         cells = []
         for query in queries:
-            cell_rows = subset[(subset["strategy"] == strategy) & (subset["query"] == query)]
-            cells.append(cell_text(cell_rows) if len(cell_rows) else Text(""))
+            cell_rows = by_cell.get((strategy, query))
+            if cell_rows is None:
+                cells.append(Text(""))
+            else:
+                cells.append(cell_text(cell_rows, metrics.get(cell_rows["cell"].iloc[0], {})))
         backend = subset.loc[subset["strategy"] == strategy, "backend"].iloc[0]
         table.add_row(Text(strategy), Text(backend if isinstance(backend, str) else ""), *cells)
     return table
@@ -166,8 +189,9 @@ def render(rows: pd.DataFrame) -> Group:
     if rows.empty:
         return Group(Text("no finished cells"))
     rows = harmless(rows)
-    instances = dict.fromkeys(zip(rows["problem"], rows["size"], strict=True))
-    tables = [problem_table(rows, problem, size) for problem, size in instances]
+    instances = rows.groupby(["problem", "size"], sort=False, dropna=False)
+    metrics = metrics_by_cell(rows)
+    tables = [instance_table(subset, metrics) for _, subset in instances]
     return Group(*tables, Text(LEGEND, style="dim"), status_counts(rows), *notes(rows))
 
 

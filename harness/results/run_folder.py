@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from deqbench.harness.results.files import write_atomically
-from deqbench.harness.results.rows import COLUMNS, legacy_safe_name, missing_columns, normalise, safe_name
+from deqbench.harness.results.rows import COLUMNS, LATER_COLUMNS, legacy_safe_name, normalise, safe_name
 
 RUN_FILE = "run.json"
 CELLS_DIR = "cells"
@@ -147,54 +149,68 @@ class RunFolder:
         write_atomically(path, rows.to_parquet(index=False))
         return path
 
-    def valid_cells(self) -> Iterator[pd.DataFrame]:
-        """Each readable cell file of this run, as rows; the others skipped with a warning."""
+    def valid_cells(self) -> Iterator[tuple[str, pa.Table]]:
+        """(cell id, its rows as an Arrow table) for each readable cell file of this run; the
+        others skipped with a warning. Arrow, not pandas: a frame per file costs more than
+        reading the file, and a folder may hold thousands."""
         run = self.load()
         planned, seen = set(run["cells"]), set()
         for path in self.cell_files():
             try:
-                rows = pd.read_parquet(path)
+                table = pq.ParquetFile(path).read()
             except Exception as error:  # noqa: BLE001 - pyarrow raises many kinds on a bad file
                 skip(path, f"unreadable ({type(error).__name__})")
                 continue
-            reason = foreign_reason(rows, path, run["run_id"], planned)
-            if not reason and rows["cell"].iloc[0] in seen:
-                reason = f"a second file of cell {rows['cell'].iloc[0]!r}"
+            reason, cell = foreign_reason(table, path, run["run_id"], planned)
+            if not reason and cell in seen:
+                reason = f"a second file of cell {cell!r}"
             if reason:
                 skip(path, reason)
                 continue
-            seen.add(rows["cell"].iloc[0])
-            yield rows
+            seen.add(cell)
+            yield cell, table
 
     def finished(self) -> set[str]:
         """Ids of the cells whose file is complete and this run's."""
-        return {rows["cell"].iloc[0] for rows in self.valid_cells()}
+        return {cell for cell, _ in self.valid_cells()}
 
     def read(self) -> pd.DataFrame:
         """Every finished cell's rows in one frame, cells in the run's planned order."""
-        frames = list(self.valid_cells())
-        if not frames:
+        tables = [table for _, table in self.valid_cells()]
+        if not tables:
             return normalise(pd.DataFrame(columns=COLUMNS))
-        rows = pd.concat(frames, ignore_index=True)
+        rows = concatenated(tables)
         order = {cell: index for index, cell in enumerate(self.load()["cells"])}
         position = rows["cell"].map(lambda cell: order.get(cell, len(order)))
         return rows.iloc[position.argsort(kind="stable")].reset_index(drop=True)
 
 
-def foreign_reason(rows: pd.DataFrame, path: Path, run_id: str, planned: set[str]) -> str:
-    """Why a readable cell file is not one of this run's cells ("" when it is)."""
-    missing = missing_columns(rows)
-    if missing or rows.empty:
-        return f"not a deqbench cell file (missing columns {', '.join(missing[:3]) or 'rows'})"
-    cells = set(rows["cell"])
+def concatenated(tables: list[pa.Table]) -> pd.DataFrame:
+    """Cell files' tables as one frame; files of older formats (a column fewer, another
+    type) are concatenated as pandas would."""
+    try:
+        return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return pd.concat([table.to_pandas() for table in tables], ignore_index=True)
+
+
+def foreign_reason(table: pa.Table, path: Path, run_id: str, planned: set[str]) -> tuple[str, str]:
+    """(why a readable cell file is not one of this run's cells, "" when it is; its cell id)."""
+    missing = [c for c in COLUMNS if c not in table.column_names and c not in LATER_COLUMNS]
+    if missing or table.num_rows == 0:
+        return f"not a deqbench cell file (missing columns {', '.join(missing[:3]) or 'rows'})", ""
+    cells = set(table.column("cell").unique().to_pylist())
     if len(cells) != 1:
-        return f"holds {len(cells)} cells, not one"
+        return f"holds {len(cells)} cells, not one", ""
     (cell,) = cells
-    if set(rows["run_id"]) != {run_id}:
-        return f"belongs to another run ({', '.join(sorted(set(rows['run_id'])))})"
+    if not isinstance(cell, str):
+        return f"its cell id is {cell!r}, not text", ""
+    run_ids = set(table.column("run_id").unique().to_pylist())
+    if run_ids != {run_id}:
+        return f"belongs to another run ({', '.join(sorted(map(str, run_ids)))})", cell
     if cell not in planned or path.stem not in (safe_name(cell), legacy_safe_name(cell)):
-        return f"cell {cell!r} is not one this run planned under that name"
-    return ""
+        return f"cell {cell!r} is not one this run planned under that name", cell
+    return "", cell
 
 
 def skip(path: Path, reason: str) -> None:
