@@ -335,3 +335,29 @@ def test_a_run_json_without_hashes_still_resumes_with_a_notice(tmp_path, isolate
     told = []
     runner.resume_settings(out, notify=told.append)
     assert "records no hashes" in told[0] and told[1] == f"--resume imports {inside}"
+
+
+# ------------------------------------------------------------------- training
+def test_a_training_run_whose_loss_blows_up_is_diverged_with_its_step(tmp_path):
+    from rich.console import Console
+
+    from deqbench.harness.train.loop import train
+    from deqbench.harness.train.report import final_table, print_final_table
+
+    out = tmp_path / "train"
+    rows = train("analytic", "vanderpol", out=out, quick=True, steps=4, lr=1e10, no_mlp=True, threads=1)
+    cell = rows.drop_duplicates("cell").iloc[0]
+    assert cell["status"] == "diverged" and cell["message"].startswith("step 1: loss")
+    console = Console(record=True, width=300)
+    print_final_table(final_table(rows, [out]), console)
+    shown = console.export_text()
+    assert "analytic (1 stopped)" in shown and "`" not in shown
+
+
+def test_train_lr_accepts_what_its_message_says():
+    messages = [invoke("train", "--lr", value).output for value in ("-1", "0")]
+    assert (
+        messages[0].replace("-1", "0")
+        == messages[1]
+        == "deqbench: error: --lr 0: accepted: a number, finite and > 0\n"
+    )

@@ -32,7 +32,7 @@ from deqbench.harness.options import (
     positive_parser,
 )
 from deqbench.harness.references import BadReference, absolute_reference, resolve_class
-from deqbench.harness.run.sizes import check_sizes
+from deqbench.harness.run.sizes import check_cell_count, check_sizes
 from deqbench.problems.base import PROBLEMS
 from deqbench.queries import QUERIES
 from deqbench.solvers import SOLVERS
@@ -409,6 +409,7 @@ def make_settings(**given: Any) -> RunSettings:
     settings = parse_given(RunSettings, options(), given)
     check_tolerances(settings)
     check_sizes(settings)
+    check_cell_count(settings)
     return settings
 
 
