@@ -1,4 +1,5 @@
-"""Benchmarks run as modules (python -m deqbench.harness.bench.X): the interleaved speed table, its GPU version and the executor comparison.
+"""Benchmarks run as modules (python -m deqbench.harness.bench.X): the interleaved speed
+table, its GPU version and the executor comparison.
 
 The names below are what other packages (and users, tests and benchmarks) may use; every
 other module here is internal. They load on first use (lazy_loader), so importing one

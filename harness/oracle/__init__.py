@@ -1,4 +1,5 @@
-"""The oracles: independent float64 answers to every query (torch and JAX, sharing no code), their disk cache, and relative errors.
+"""The oracles: independent float64 answers to every query (torch and JAX, sharing no code),
+their disk cache, and relative errors.
 
 The names below are what other packages (and users, tests and benchmarks) may use; every
 other module here is internal. They load on first use (lazy_loader), so importing one

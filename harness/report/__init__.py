@@ -1,4 +1,5 @@
-"""Reports: rows in, a cell table, figures, Markdown and HTML documents, run-to-run comparisons and summary tables out.
+"""Reports: rows in, a cell table, figures, Markdown and HTML documents, run-to-run
+comparisons and summary tables out.
 
 The names below are what other packages (and users, tests and benchmarks) may use; every
 other module here is internal. They load on first use (lazy_loader), so importing one

@@ -1,4 +1,5 @@
-"""Results: a run folder (settings, one parquet file per finished cell, a lock), its tidy rows and the cell statuses.
+"""Results: a run folder (settings, one parquet file per finished cell, a lock), its tidy
+rows and the cell statuses.
 
 The names below are what other packages (and users, tests and benchmarks) may use; every
 other module here is internal. They load on first use (lazy_loader), so importing one

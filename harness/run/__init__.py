@@ -1,4 +1,5 @@
-"""A run: its settings, the strategy x problem x query matrix, the run loop, executors (local, Dask) and verdicts.
+"""A run: its settings, the strategy x problem x query matrix, the run loop, executors
+(local, Dask) and verdicts.
 
 The names below are what other packages (and users, tests and benchmarks) may use; every
 other module here is internal. They load on first use (lazy_loader), so importing one

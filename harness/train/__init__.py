@@ -1,4 +1,5 @@
-"""Training (deqbench train): a PIDEQ trained with each strategy's gradient, its settings, models, tables, figures and report.
+"""Training (deqbench train): a PIDEQ trained with each strategy's gradient, its settings,
+models, tables, figures and report.
 
 The names below are what other packages (and users, tests and benchmarks) may use; every
 other module here is internal. They load on first use (lazy_loader), so importing one

@@ -1,4 +1,5 @@
-"""Worker processes: one cell built and measured in a process of its own (time, memory, saved bytes), under a deadline and a memory cap.
+"""Worker processes: one cell built and measured in a process of its own (time, memory,
+saved bytes), under a deadline and a memory cap.
 
 The names below are what other packages (and users, tests and benchmarks) may use; every
 other module here is internal. They load on first use (lazy_loader), so importing one
