@@ -361,3 +361,53 @@ def test_train_lr_accepts_what_its_message_says():
         == messages[1]
         == "deqbench: error: --lr 0: accepted: a number, finite and > 0\n"
     )
+
+
+# ------------------------------------------------------------ users' mistakes
+MISTAKEN = FIXTURES / "mistaken_problems.py"
+
+
+@pytest.mark.parametrize(
+    ("problem", "message"),
+    [
+        ("UnknownDirection", "building it raised TypeError: UnknownDirection: physics_partials: partial 'q'"),
+        (
+            "FourthOrder",
+            "building it raised TypeError: FourthOrder: physics_partials: a partial derivative has order",
+        ),
+        ("JaxButTorch", "its layer f under jax raised TypeError"),
+    ],
+)
+def test_a_users_mistaken_problem_is_bad_input_not_a_strategy_failure(tmp_path, problem, message):
+    out = tmp_path / "run"
+    result = invoke(
+        "run",
+        "-s",
+        "analytic,jax-analytic",
+        "-p",
+        f"{MISTAKEN}:{problem}",
+        "-q",
+        "forward",
+        "--quick",
+        "-o",
+        out,
+    )
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and message in result.output
+    assert not out.exists()
+
+
+def test_the_jax_oracle_on_a_torch_only_problem_is_bad_input(tmp_path):
+    result = invoke(
+        "run",
+        "-s",
+        "analytic",
+        "-p",
+        f"{USER_PROBLEM_FILE}:ShiftedTanh",
+        "--oracle",
+        "jax",
+        "-o",
+        tmp_path / "run",
+    )
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "--oracle jax: problem 'user-shifted-tanh' runs under torch only" in result.output

@@ -149,8 +149,11 @@ BAD = {
         ["-s", "analytic-seed"],
         "cannot train here: it does not support pinn_grad",
     ),
-    "negative data weight": (["--data-weight", "-1"], "--data-weight -1: accepted: a finite number >= 0"),
-    "bad learning rate": (["--lr", "0"], "--lr 0: accepted: a finite number > 0"),
+    "negative data weight": (
+        ["--data-weight", "-1"],
+        "--data-weight -1: accepted: a number, finite and >= 0",
+    ),
+    "bad learning rate": (["--lr", "0"], "--lr 0: accepted: a number, finite and > 0"),
     "unknown dtype": (["--dtype", "float16"], "accepted: float64, float32"),
 }
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from deqbench.harness.options import BadInput
 from deqbench.harness.oracle.cache import CacheDirectoryError, check_cache_dir, default_cache_dir
-from deqbench.harness.references import file_digest, referenced_files
+from deqbench.harness.references import file_digest, is_file_reference, referenced_files, resolve_class
 from deqbench.harness.results import rows as results
 from deqbench.harness.results.run_folder import RUN_FILE, FolderInUse, RunFolder, UnreadableRun
 from deqbench.harness.run.cell_run import CellContext, machine_defaults
@@ -30,6 +30,8 @@ from deqbench.harness.run.executors import Executor, LocalExecutor
 from deqbench.harness.run.matrix import PlannedCell, plan
 from deqbench.harness.run.progress import Reporter, SilentReporter
 from deqbench.harness.run.settings import RunSettings
+from deqbench.harness.worker.cell import CellSpec, ProblemCheck
+from deqbench.harness.worker.server import deadline_after, run_job
 
 
 class RunAborted(RuntimeError):
@@ -93,11 +95,30 @@ def create_run(settings: RunSettings, out: Path, cell_ids: list[str], **extra: A
 
 
 def new_run(settings: RunSettings, out: str | os.PathLike | None) -> tuple[RunFolder, dict]:
-    """A new run's folder, made once its settings, folder and plan all check out."""
+    """A new run's folder, made once its settings, folder, plan and users' problems all
+    check out."""
     path = prepare_out(out)
     check_oracle_cache()
     planned = checked_plan(settings)
+    check_user_problems(planned, settings)
     return create_run(settings, path, [p.cell.id for p in planned])
+
+
+def check_user_problems(planned: list[PlannedCell], settings: RunSettings) -> None:
+    """BadInput when a problem from a user's file cannot be built, or its layer raises under
+    a framework it declares and the run uses (each instance tried once, in a worker under
+    --timeout; one stopped there is left to its cells). Shipped problems are tested already."""
+    needs: dict[tuple, tuple[CellSpec, set[str]]] = {}
+    for cell in planned:
+        if is_file_reference(cell.spec.problem):
+            key = (cell.spec.problem, tuple(sorted(cell.spec.overrides.items())))
+            backends = needs.setdefault(key, (cell.spec, set(settings.oracle_frameworks)))[1]
+            backends.add(resolve_class(cell.spec.strategy, "strategy").backend)
+    for spec, backends in needs.values():
+        outcome = run_job(ProblemCheck(spec, tuple(sorted(backends))), deadline_after(settings.timeout))
+        if isinstance(outcome, str) and outcome:
+            size = ",".join(f"{k}={v}" for k, v in spec.overrides.items()) or spec.preset
+            raise BadInput(f"problem {spec.problem} ({size}): {outcome}")
 
 
 def imported_file_hashes(settings: dict[str, Any]) -> dict[str, str | None]:

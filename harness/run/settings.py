@@ -410,7 +410,21 @@ def make_settings(**given: Any) -> RunSettings:
     check_tolerances(settings)
     check_sizes(settings)
     check_cell_count(settings)
+    check_oracle_backends(settings)
     return settings
+
+
+def check_oracle_backends(settings: RunSettings) -> None:
+    """The JAX oracle grades only problems whose equations run under JAX (their ``backends``)."""
+    if "jax" not in settings.oracle_frameworks:
+        return
+    for reference in settings.problems:
+        problem_cls = resolve_class(reference, "problem")
+        if "jax" not in problem_cls.backends:
+            raise BadInput(
+                f"--oracle {settings.oracle}: problem {problem_cls.name!r} runs under "
+                f"{', '.join(problem_cls.backends)} only (its `backends`); accepted: --oracle torch"
+            )
 
 
 def check_tolerances(settings: RunSettings) -> None:

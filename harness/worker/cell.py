@@ -57,6 +57,31 @@ def build_problem(spec: CellSpec, device: str | None = None) -> Problem:
     )
 
 
+@dataclass(frozen=True)
+class ProblemCheck:
+    """A worker job: build the spec's problem instance on the CPU and evaluate its layer once
+    under each of ``backends`` it declares; "" when all that works, else one line saying
+    what raised. A problem that cannot do this is the user's mistake, found before any cell
+    runs, never charged to a strategy."""
+
+    spec: CellSpec
+    backends: tuple[str, ...] = ("torch",)
+
+    def __call__(self) -> str:
+        doing = "building it"
+        try:
+            problem = build_problem(self.spec, device="cpu")
+            for backend in self.backends:
+                if problem.backend_unavailable_reason(backend) is None:
+                    doing = f"its layer f under {backend}"
+                    instance = problem.for_backend(backend)
+                    instance.f(instance.theta, instance.x, instance.z_init())
+        except Exception as error:  # noqa: BLE001 - whatever a user's problem raises is reported
+            lines = str(error).strip().splitlines()
+            return f"{doing} raised {type(error).__name__}: {lines[0] if lines else ''}"
+        return ""
+
+
 def build_strategy(spec: CellSpec) -> Strategy:
     return resolve_class(spec.strategy, "strategy")(**spec.solver_settings)
 
