@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import deqbench
-from deqbench.harness.cli import main
+from deqbench.harness.cli.main import main
 from deqbench.harness.oracle import OracleCache
 from deqbench.harness.results import RunFolder
 

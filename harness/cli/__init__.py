@@ -1,9 +1,2 @@
-"""The deqbench command: one click command a module; main is the group the console script runs.
-
-Public names: those of __init__.pyi beside this file, each loaded on first use
-(lazy_loader), so that importing one module of this package does not import the rest.
-"""
-
-import lazy_loader
-
-__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)
+"""The ``deqbench`` command: one click command a module; ``main.main`` is the group the
+console script runs (``deqbench.harness.cli.main:main``)."""
