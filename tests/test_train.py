@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from helpers import wait_until
 
 import deqbench
-from deqbench.harness.cli import main
+from deqbench.harness.cli.main import main
 from deqbench.harness.results.run_folder import RunFolder
 from deqbench.harness.train.loop import CHECKPOINTS_DIR, load_trajectory, train
 from deqbench.harness.train.tables import flat
