@@ -13,6 +13,7 @@ from click.testing import CliRunner
 import deqbench
 from deqbench.harness.cli.main import main
 from deqbench.harness.oracle import OracleCache
+from deqbench.harness.oracle.cache import OracleCacheWarning
 from deqbench.harness.results import RunFolder
 
 STORED = Path(__file__).parent / "fixtures" / "stored"
@@ -49,12 +50,18 @@ def test_an_old_run_folder_makes_a_report(old_run, tmp_path):
     assert (tmp_path / "report" / "report.html").exists()
 
 
-def test_old_oracle_cache_entries_are_still_hits(tmp_path):
+def test_old_oracle_cache_entries_are_recomputed_once_then_hits(tmp_path):
+    """Entries of 4f33df2 carry a plain sha256, which anyone can recompute over a forged
+    answer; this deqbench trusts only entries checksummed under the user's key, so an old
+    entry is recomputed (with one warning) and rewritten keyed, a hit from then on."""
     cache_dir = tmp_path / "cache"
     shutil.copytree(OLD_CACHE, cache_dir)
+    tanh = deqbench.get_problem("tanh", "quick")
     for query in ("jvp", "grad"):
-        answer = OracleCache(cache_dir).answer(deqbench.get_problem("tanh", "quick"), query)
-        assert answer.cached, f"the stored {query} entry was not read"
+        with pytest.warns(OracleCacheWarning, match="no DEQBORACLE2 header"):
+            first = OracleCache(cache_dir).answer(tanh, query)
+        assert not first.cached
+        assert OracleCache(cache_dir).answer(tanh, query).cached, f"the rewritten {query} entry was not read"
 
 
 def test_an_old_run_resumes_with_its_old_cache(old_run, tmp_path, monkeypatch):
