@@ -27,7 +27,7 @@ from deqbench.harness.results.rows import Metric, legacy_safe_name, safe_name
 from deqbench.harness.results.run_folder import RunFolder
 from deqbench.harness.run import runner
 from deqbench.harness.run.matrix import plan
-from deqbench.harness.run.settings import make_settings
+from deqbench.harness.run.settings import ToleranceWarning, make_settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 USER_PROBLEM_FILE = FIXTURES / "user_problem.py"
@@ -164,13 +164,27 @@ def test_tolerances_follow_each_other():
     assert make_settings(tol=1e-3, b_tol=1e-4).verify_tol == 1e-3
     refused = {
         "--tol 1e-09: float32 answers cannot be that exact": {"dtype": "float32", "tol": 1e-9},
-        "--f-tol 1e-12: a float32 solve cannot reach it": {"dtype": "float32", "f_tol": 1e-12},
-        "--b-tol 1e-17: a float64 solve": {"b_tol": 1e-17},
         "--tol 1e-06 is below the solver tolerance 0.0001": {"f_tol": 1e-4, "tol": 1e-6},
     }
     for message, given in refused.items():
         with pytest.raises(BadInput, match=message):
             make_settings(**given)
+    unreachable = {  # warned: a run may fix the iteration count by an unreachable tolerance
+        "--f-tol 1e-12: a float32 solve cannot reach it": {"dtype": "float32", "f_tol": 1e-12},
+        "--b-tol 1e-17: a float64 solve cannot reach it": {"b_tol": 1e-17},
+    }
+    for message, given in unreachable.items():
+        with pytest.warns(ToleranceWarning, match=message):
+            make_settings(**given)
+
+
+def test_an_unreachable_solver_tolerance_is_warned_of_in_one_line(tmp_path):
+    result = invoke(
+        "run", "--dtype", "float32", "--f-tol", "1e-12", "--max-cells", "1", "-o", tmp_path / "run"
+    )
+    assert result.exit_code == 2 and not (tmp_path / "run").exists()  # refused for --max-cells
+    assert result.output.startswith("deqbench: warning: --f-tol 1e-12: a float32 solve cannot reach it")
+    assert result.output.count("\n") == 2 and "deqbench: error: the run plans" in result.output
 
 
 def test_an_impossible_tolerance_is_one_line_and_exit_2(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -24,7 +25,7 @@ from deqbench.harness.results import rows as results
 from deqbench.harness.run import runner
 from deqbench.harness.run.executors import make_executor
 from deqbench.harness.run.progress import ProgressReporter
-from deqbench.harness.run.settings import make_settings, options
+from deqbench.harness.run.settings import ToleranceWarning, make_settings, options
 
 
 @click.command("run")
@@ -104,7 +105,13 @@ def run_command(
         fail(str(error))
 
     def new_run():
-        settings = make_settings(**given)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ToleranceWarning)
+            try:
+                settings = make_settings(**given)
+            finally:  # one line each, like bad input, and before it
+                for warning in caught:
+                    click.echo(f"deqbench: warning: {warning.message}", err=True)
         return (settings, *runner.new_run(settings, out))
 
     settings, folder, record, console = start_or_resume(

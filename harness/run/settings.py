@@ -9,6 +9,7 @@ wrong and what is accepted; nothing is written before all of them pass.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -192,8 +193,9 @@ class RunSettings:
     Tolerances follow each other: the verdict tolerance defaults to
     ``max(verify_tol(dtype), SOLVES_TO_ANSWER * max(f_tol, b_tol))`` (an answer is only as
     exact as its solves), and :func:`check_tolerances` refuses what cannot be met: a --tol
-    below the solver tolerances or below TOL_FLOOR_EPS x the dtype's eps, a --f-tol or
-    --b-tol below SOLVER_TOL_FLOOR_EPS x eps.
+    below the solver tolerances or below TOL_FLOOR_EPS x the dtype's eps; a --f-tol or
+    --b-tol below SOLVER_TOL_FLOOR_EPS x eps is warned of (ToleranceWarning: its solves
+    cannot converge, which a run fixing the iteration count may want).
     """
 
     strategies: list[str] = option(
@@ -251,13 +253,15 @@ class RunSettings:
     )  # fmt: skip
     f_tol: float | None = option(
         None, "--f-tol", metavar="TOL", parse=positive_parser(),
-        help="Forward solver tolerance (relative residual); at least "
-        f"{SOLVER_TOL_FLOOR_EPS} x the dtype's eps (1.2e-6 in float32). [default: 1e-10; 1e-5 in float32]",
+        help="Forward solver tolerance (relative residual); below "
+        f"{SOLVER_TOL_FLOOR_EPS} x the dtype's eps (1.2e-6 in float32) no solve converges (warned). "
+        "[default: 1e-10; 1e-5 in float32]",
     )  # fmt: skip
     b_tol: float | None = option(
         None, "--b-tol", metavar="TOL", parse=positive_parser(),
-        help="Backward (linear) solver tolerance; at least "
-        f"{SOLVER_TOL_FLOOR_EPS} x the dtype's eps (1.2e-6 in float32). [default: 1e-10; 1e-5 in float32]",
+        help="Backward (linear) solver tolerance; below "
+        f"{SOLVER_TOL_FLOOR_EPS} x the dtype's eps (1.2e-6 in float32) no solve converges (warned). "
+        "[default: 1e-10; 1e-5 in float32]",
     )  # fmt: skip
     f_max_iter: int = option(
         500,
@@ -427,14 +431,23 @@ def check_oracle_backends(settings: RunSettings) -> None:
             )
 
 
+class ToleranceWarning(UserWarning):
+    """A solver tolerance the dtype cannot reach: every solve will run to its iteration cap
+    and its cell be 'diverged' (what a run that fixes the iteration count asks for)."""
+
+
 def check_tolerances(settings: RunSettings) -> None:
-    """Refuse tolerances the dtype or the solves cannot meet (one line naming the flag)."""
+    """Refuse a --tol the dtype or the solves cannot meet (one line naming the flag); warn
+    (ToleranceWarning) of a --f-tol or --b-tol no solve in the dtype reaches."""
     eps = torch.finfo(DTYPES[settings.dtype]).eps
     for flag, value in (("--f-tol", settings.f_tol), ("--b-tol", settings.b_tol)):
         if value is not None and value < SOLVER_TOL_FLOOR_EPS * eps:
-            raise BadInput(
-                f"{flag} {value:g}: a {settings.dtype} solve cannot reach it; accepted: "
-                f">= {SOLVER_TOL_FLOOR_EPS * eps:.2g} in {settings.dtype} ({SOLVER_TOL_FLOOR_EPS} x its eps)"
+            warnings.warn(
+                f"{flag} {value:g}: a {settings.dtype} solve cannot reach it (below {SOLVER_TOL_FLOOR_EPS} x "
+                f"its eps, {SOLVER_TOL_FLOOR_EPS * eps:.2g}): every solve runs to its iteration cap and its "
+                "cell is 'diverged'",
+                ToleranceWarning,
+                stacklevel=3,
             )
     if settings.tol is None:
         return
