@@ -21,7 +21,10 @@ WHERE = (
 KEYED = (
     "Entries are keyed by a fingerprint of the numbers the oracle computes on (parameters, "
     "inputs, the layer and losses at probe points, torch and oracle versions), so an edited "
-    "problem, a changed data file or a new torch never reuses an old answer."
+    "problem, a changed data file or a new torch never reuses an old answer. Each entry's checksum "
+    "is keyed (HMAC-SHA256) by a secret of your own, made at first use in "
+    "$XDG_CONFIG_HOME/deqbench/oracle-cache.key (~/.config), so an entry anyone else wrote, even "
+    "with a recomputed checksum, is recomputed, never trusted: a cached answer was computed by your oracle."
 )
 
 BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB")
