@@ -165,7 +165,7 @@ def test_a_second_writer_of_a_results_folder_gets_one_line_and_exit_2(tmp_path):
     try:
         wait_until(lambda: len(descendants(first.pid)) >= 2)
         second = subprocess.run(
-            cli_command("run", "--resume", out), capture_output=True, text=True, timeout=120
+            cli_command("run", "--resume", out, "--trust"), capture_output=True, text=True, timeout=120
         )
     finally:
         for child in descendants(first.pid):
@@ -173,7 +173,8 @@ def test_a_second_writer_of_a_results_folder_gets_one_line_and_exit_2(tmp_path):
         first.kill()
         first.wait()
     assert second.returncode == 2, second.stderr
-    lines = second.stderr.strip().splitlines()
+    notice, *lines = [line for line in second.stderr.splitlines() if line]  # first: what it imports
+    assert notice == f"--resume imports {FAULTY} (outside the run folder)"
     assert len(lines) == 1 and "is being written by deqbench (pid" in lines[0], second.stderr
     assert not list((out / "cells").glob("*.parquet"))  # the second writer computed nothing
 
