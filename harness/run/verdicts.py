@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from deqbench.harness.oracle.accuracy import relative_errors
+from deqbench.harness.results.metrics import MetricName
 from deqbench.harness.results.rows import Metric
 from deqbench.harness.results.status import Status
 from deqbench.harness.worker.cell import CellSpec, build_problem
@@ -231,16 +232,18 @@ SOLVER_METRICS = {
 
 def measurement_metrics(measurement: Measurement) -> list[Metric]:
     metrics = [
-        Metric("time_median", measurement.time_median, "s"),
-        Metric("time_iqr", measurement.time_iqr, "s"),
+        Metric(MetricName.TIME_MEDIAN, measurement.time_median, "s"),
+        Metric(MetricName.TIME_IQR, measurement.time_iqr, "s"),
         Metric(measurement.memory_metric, measurement.peak_bytes, "B"),
-        Metric("saved_tensor_bytes", measurement.saved_bytes, "B"),
+        Metric(MetricName.SAVED_TENSOR_BYTES, measurement.saved_bytes, "B"),
     ]
     for phase in ("forward", "backward"):
         for name, unit in SOLVER_METRICS.items():
             key = f"{phase}_{name}"
             metrics.append(Metric(key, float(measurement.solver_totals.get(key, float("nan"))), unit))
-    metrics.append(Metric("repeats", len(measurement.times), "count"))
+    metrics.append(Metric(MetricName.REPEATS, len(measurement.times), "count"))
+    # each repeat's seconds (the output column numbers them): what noise tests compare
+    metrics += [Metric(MetricName.TIME_REPEAT, t, "s", str(i)) for i, t in enumerate(measurement.times)]
     if not math.isnan(measurement.compile_seconds):  # a compiled (JAX) strategy
         metrics.append(Metric("compile_time", measurement.compile_seconds, "s"))
         metrics += [Metric(f"xla_{name}", value, "B") for name, value in measurement.compiled_memory.items()]

@@ -14,7 +14,8 @@ import pandas as pd
 import torch
 
 from deqbench.harness.report.figures import order_strategies
-from deqbench.harness.report.summary import format_bytes, format_seconds
+from deqbench.harness.report.units import format_bytes, format_seconds
+from deqbench.harness.results.metrics import MetricName as M
 from deqbench.harness.results.run_folder import RunFolder, UnreadableRun
 from deqbench.harness.train.settings import TrainSettings
 
@@ -34,12 +35,12 @@ def step_table(rows: pd.DataFrame) -> pd.DataFrame:
     rows = rows if "source" in rows else rows.assign(source="")
     wide = rows.pivot_table(index=[*CELL_KEY, "step"], columns="metric", values="value", aggfunc="first")
     wide = wide.reset_index().sort_values([*CELL_KEY, "step"])
-    if "step_time" not in wide:
-        wide["step_time"] = math.nan
-    wide["elapsed"] = wide.groupby(CELL_KEY)["step_time"].transform(lambda s: s.fillna(0).cumsum())
+    if M.STEP_TIME not in wide:
+        wide[M.STEP_TIME] = math.nan
+    wide["elapsed"] = wide.groupby(CELL_KEY)[M.STEP_TIME].transform(lambda s: s.fillna(0).cumsum())
     # the wall time *at the start* of a step: a test error at step k is of the parameters
     # reached after k steps, i.e. after the time of the steps before it
-    wide["elapsed_before"] = wide["elapsed"] - wide["step_time"].fillna(0)
+    wide["elapsed_before"] = wide["elapsed"] - wide[M.STEP_TIME].fillna(0)
     return wide.reset_index(drop=True)
 
 
@@ -111,8 +112,8 @@ def drift_table(rows: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------ final table
 def time_to_target(steps: pd.DataFrame, target: float) -> float:
     """Training wall time (s) until the test error first reached ``target``; NaN if never."""
-    evaluated = steps[steps["test_error"].notna()] if "test_error" in steps else steps.iloc[:0]
-    reached = evaluated[evaluated["test_error"] <= target]
+    evaluated = steps[steps[M.TEST_ERROR].notna()] if M.TEST_ERROR in steps else steps.iloc[:0]
+    reached = evaluated[evaluated[M.TEST_ERROR] <= target]
     return float(reached["elapsed_before"].iloc[0]) if len(reached) else math.nan
 
 
@@ -120,26 +121,26 @@ def cell_summary(rows: pd.DataFrame, target: float) -> pd.DataFrame:
     """One row per cell: per-step medians, the final loss and test error, time to target."""
     steps = step_table(rows)
     cells = rows.drop_duplicates(["source", "cell"]).set_index(["source", "cell"])
-    memory_metric = "cuda_peak_bytes" if "cuda_peak_bytes" in steps else "peak_rss_bytes"
+    memory_metric = M.CUDA_PEAK_BYTES if M.CUDA_PEAK_BYTES in steps else M.PEAK_RSS_BYTES
     records = []
     for key, group in steps.groupby(CELL_KEY, sort=False):
         source, cell = key[0], key[1]
-        trained = group[group["step_time"].notna()]
-        errors = group["test_error"].dropna() if "test_error" in group else pd.Series(dtype=float)
+        trained = group[group[M.STEP_TIME].notna()]
+        errors = group[M.TEST_ERROR].dropna() if M.TEST_ERROR in group else pd.Series(dtype=float)
         records.append(
             {
                 **dict(zip(CELL_KEY, key, strict=True)),
                 "status": cells.loc[(source, cell), "status"],
                 "message": cells.loc[(source, cell), "message"],
                 "steps": len(trained),
-                "step_time": trained["step_time"].median(),
+                "step_time": trained[M.STEP_TIME].median(),
                 "memory": trained[memory_metric].median() if memory_metric in trained else math.nan,
                 "forward_iterations": median_of(trained, "forward_iterations"),
                 "backward_iterations": median_of(trained, "backward_iterations"),
-                "final_loss": trained["loss"].iloc[-1] if len(trained) else math.nan,
+                "final_loss": trained[M.LOSS].iloc[-1] if len(trained) else math.nan,
                 "final_error": errors.iloc[-1] if len(errors) else math.nan,
                 "time_to_target": time_to_target(group, target),
-                "total_time": trained["step_time"].sum(),
+                "total_time": trained[M.STEP_TIME].sum(),
             }
         )
     return pd.DataFrame.from_records(records)
@@ -172,7 +173,7 @@ def final_table(rows: pd.DataFrame, sources=None) -> pd.DataFrame:
                 "seeds": len(group),
                 "stopped": int((group["status"] != "ok").sum()),
                 "steps": int(group["steps"].median()),
-                "step_time": group["step_time"].median(),
+                "step_time": group[M.STEP_TIME].median(),
                 "memory": group["memory"].median(),
                 "forward_iterations": group["forward_iterations"].median(),
                 "backward_iterations": group["backward_iterations"].median(),
@@ -246,7 +247,7 @@ def final_rows(table: pd.DataFrame) -> dict[str, tuple[str, list[list[str]]]]:
             body.append(
                 [
                     f"`{r['strategy']}`{stopped}",
-                    format_seconds(r["step_time"]),
+                    format_seconds(r[M.STEP_TIME]),
                     format_bytes(r["memory"]),
                     iterations,
                     format_number(r["final_loss"]),
@@ -260,13 +261,15 @@ def final_rows(table: pd.DataFrame) -> dict[str, tuple[str, list[list[str]]]]:
     return tables
 
 
-def markdown_final_table(table: pd.DataFrame) -> str:
-    from deqbench.harness.report.documents import Table, markdown_table
+def final_tables(table: pd.DataFrame) -> list:
+    """The final table as one :class:`writer.Table` per problem, captioned."""
+    from deqbench.harness.report.writer import Table, code
 
-    parts = []
+    tables = []
     for caption, body in final_rows(table).values():
-        parts += [f"**{caption}**", "", markdown_table(Table(FINAL_HEADER, body)), ""]
-    return "\n".join(parts)
+        rows = [[code(row[0].split("`")[1]) if row[0].startswith("`") else row[0], *row[1:]] for row in body]
+        tables.append(Table(FINAL_HEADER, rows, caption=caption))
+    return tables
 
 
 def print_final_table(table: pd.DataFrame, console) -> None:
@@ -282,64 +285,35 @@ def print_final_table(table: pd.DataFrame, console) -> None:
 
 
 # ------------------------------------------------------------------ report
-def write_training_report(rows: pd.DataFrame, out: Path, formats: list[str]):
-    """Figures, report.md and report.html of training runs in ``out``; what was written."""
-    import html
+def training_document(rows: pd.DataFrame, figures: list):
+    """What a training report says, as a :class:`writer.Document` (written like a run report)."""
+    from deqbench.harness.report.documents import figure_blocks, metadata_table
+    from deqbench.harness.report.writer import Document, Paragraph, Section, Table, code
 
-    from deqbench.harness.report.documents import (
-        HTML_FILE,
-        MARKDOWN_FILE,
-        STYLE,
-        Table,
-        embedded,
-        html_table,
-        markdown_table,
-    )
-    from deqbench.harness.report.documents import metadata_table as runs_table
-    from deqbench.harness.report.figures import Made, Skipped
-    from deqbench.harness.train.figures import make_training_figures
-
-    figures = make_training_figures(rows, out, formats)
-    table = final_table(rows)
-    made = [f for f in figures if isinstance(f, Made)]
-    skipped = [f for f in figures if isinstance(f, Skipped)]
     stopped = rows.drop_duplicates(["source", "cell"])
     stopped = stopped[stopped["status"] != "ok"]
     stopped_table = Table(
         ["cell", "status", "message"],
-        [[f"`{c}`", s, m] for c, s, m in stopped[["cell", "status", "message"]].values],
+        [[code(c), s, m] for c, s, m in stopped[["cell", "status", "message"]].values],
     )
     intro = (
-        f"{rows['cell'].nunique()} training cells from {rows['source'].nunique()} run(s). "
-        "Each cell trains one "
-        "strategy's gradient (or the MLP baseline) from the seed's initial parameters."
+        f"{rows['cell'].nunique()} training cells from {rows['source'].nunique()} run(s). Each cell "
+        "trains one strategy's gradient (or the MLP baseline) from the seed's initial parameters."
     )
-    markdown = ["# deqbench training report", "", intro, "", "## Runs", "", markdown_table(runs_table(rows))]
-    markdown += ["", "## Final table", "", markdown_final_table(table), "## Figures", ""]
-    for figure in made:
-        image = figure.paths.get("png") or next(iter(figure.paths.values()))
-        markdown += [f"### {figure.title}", "", f"![{figure.title}]({image.name})", "", figure.caption, ""]
-    markdown += [f"- left out {f.title}: {f.reason}" for f in skipped]
-    markdown += ["", "## Cells that stopped", ""]
-    markdown.append(markdown_table(stopped_table) if len(stopped) else "None: every cell trained to the end.")
-    (out / MARKDOWN_FILE).write_text("\n".join(markdown) + "\n", encoding="utf-8")
+    none = Paragraph("None: every cell trained to the end.")
+    sections = [
+        Section("Runs", [metadata_table(rows)]),
+        Section("Final table", final_tables(final_table(rows))),
+        Section("Figures", figure_blocks(figures)),
+        Section("Cells that stopped", [stopped_table if len(stopped) else none]),
+    ]
+    return Document("deqbench training report", [intro], sections)
 
-    e = html.escape
-    page = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">']
-    page += [f"<title>deqbench training report</title><style>{STYLE}</style></head><body>"]
-    page += ["<h1>deqbench training report</h1>", f"<p>{e(intro)}</p>", "<h2>Runs</h2>"]
-    page += [html_table(runs_table(rows)), "<h2>Final table</h2>"]
-    for caption, body in final_rows(table).values():
-        page += [f"<p><b>{e(caption)}</b></p>", html_table(Table(FINAL_HEADER, body))]
-    page.append("<h2>Figures</h2>")
-    for figure in made:
-        page.append(
-            f'<figure id="{e(figure.name)}"><h3>{e(figure.title)}</h3>{embedded(figure)}'
-            f"<figcaption>{e(figure.caption)}</figcaption></figure>"
-        )
-    page += [f"<p>left out {e(f.title)}: {e(f.reason)}</p>" for f in skipped]
-    page.append("<h2>Cells that stopped</h2>")
-    page.append(html_table(stopped_table) if len(stopped) else "<p>None: every cell trained to the end.</p>")
-    page.append("</body></html>")
-    (out / HTML_FILE).write_text("\n".join(page), encoding="utf-8")
-    return figures, [out / MARKDOWN_FILE, out / HTML_FILE]
+
+def write_training_report(rows: pd.DataFrame, out: Path, formats: list[str]):
+    """Figures, report.md and report.html of training runs in ``out``; what was written."""
+    from deqbench.harness.report.writer import write_documents
+    from deqbench.harness.train.figures import make_training_figures
+
+    figures = make_training_figures(rows, out, formats)
+    return figures, write_documents(training_document(rows, figures), out)
