@@ -135,8 +135,13 @@ def tiny_time_note(cells: pd.DataFrame) -> str:
 def resolved_memory(cells: pd.DataFrame, column: str) -> pd.Series:
     """``column`` (peak_memory or saved_tensor_bytes) with readings under the meter's
     resolution set to NaN: they are not drawn, and not divided."""
-    floor = cells["memory_metric"].map(resolution) if column == "peak_memory" else resolution(column)
-    return cells[column].where(cells[column] >= floor)
+    floor = (
+        cells["memory_metric"].map(resolution).astype(float)
+        if column == "peak_memory"
+        else resolution(column)
+    )
+    values = pd.to_numeric(cells[column], errors="coerce")  # an empty table's column may hold text
+    return values.where(values >= floor)
 
 
 # ----------------------------------------------------------------- styling

@@ -139,7 +139,7 @@ def exponent_text(exponent: float, error: float) -> str:
 
 
 # ------------------------------------------------------------------ ranking
-def why_apart(cell: pd.Series) -> str:
+def why_apart(cell: dict) -> str:
     if cell["verdict"] == rd.VERDICT_OK:
         return "right here, exactness not claimed"
     if cell["verdict"] == rd.VERDICT_NOT_CLAIMED:
@@ -149,31 +149,46 @@ def why_apart(cell: pd.Series) -> str:
     return str(cell["status"])
 
 
-def recommend_group(cells: pd.DataFrame, problem: str, query: str, size: str, condition: str):
-    """The ranking of one (problem, size, query, condition); None if nothing was run."""
-    run = cells[cells["verdict"] != rd.VERDICT_UNSUPPORTED]
-    if run.empty:
-        return None
-    # one cell per strategy (several runs of one cell: the worst verdict stands)
-    rank = run["verdict"].map({rd.VERDICT_OK: 0}).fillna(1)
-    run = run.assign(rank=rank).sort_values(["rank", "time_median"]).drop_duplicates("strategy", keep="last")
-    exact = (
-        run["expected_exact"].astype(bool) & (run["verdict"] == rd.VERDICT_OK) & run["time_median"].notna()
+def is_exact(cell: dict) -> bool:
+    """Claimed exact on the query, verified against the oracle, and timed."""
+    return (
+        bool(cell["expected_exact"]) and cell["verdict"] == rd.VERDICT_OK and not pd.isna(cell["time_median"])
     )
+
+
+def one_per_strategy(cells: list[dict]) -> list[dict]:
+    """A cell per strategy; of several runs of one cell the worst verdict stands (then the slowest)."""
+    chosen: dict[str, dict] = {}
+    for cell in cells:
+        rank = (
+            cell["verdict"] != rd.VERDICT_OK,
+            -math.inf if pd.isna(cell["time_median"]) else cell["time_median"],
+        )
+        kept = chosen.get(cell["strategy"])
+        if kept is None or rank >= kept["_rank"]:
+            chosen[cell["strategy"]] = {**cell, "_rank": rank}
+    return list(chosen.values())
+
+
+def recommend_group(cells: list[dict], problem: str, query: str, size: str, condition: str):
+    """The ranking of one (problem, size, query, condition) from its cells (dicts of the
+    cell table's columns); None if nothing was run."""
+    run = one_per_strategy([c for c in cells if c["verdict"] != rd.VERDICT_UNSUPPORTED])
+    if not run:
+        return None
     recommendation = Recommendation(problem, query, size, condition)
-    recommendation.ranked = ranked(run[exact])
-    for _, cell in run[~exact].iterrows():
-        recommendation.apart.append(Apart(cell["strategy"], why_apart(cell), float(cell["relative_error"])))
-    order = {name: i for i, name in enumerate(order_strategies(run["strategy"]))}
-    recommendation.apart.sort(key=lambda a: order[a.strategy])
+    recommendation.ranked = ranked([c for c in run if is_exact(c)])
+    order = {name: i for i, name in enumerate(order_strategies(c["strategy"] for c in run))}
+    apart = sorted((c for c in run if not is_exact(c)), key=lambda c: order[c["strategy"]])
+    recommendation.apart = [Apart(c["strategy"], why_apart(c), float(c["relative_error"])) for c in apart]
     return recommendation
 
 
-def ranked(exact: pd.DataFrame) -> list[Ranked]:
-    exact = exact.sort_values("time_median", kind="stable")
+def ranked(exact: list[dict]) -> list[Ranked]:
+    exact = sorted(exact, key=lambda c: c["time_median"])
     entries = [
         Ranked(c["strategy"], noise.timing(c), float(c["peak_memory"]), str(c["memory_metric"]))
-        for _, c in exact.iterrows()
+        for c in exact
     ]
     if not entries:
         return entries
@@ -214,21 +229,43 @@ def noise_notes(found: list[Recommendation]) -> list[str]:
     return notes
 
 
+#: The cell-table columns a recommendation reads (a narrow copy keeps thousands of cells fast).
+COLUMNS = [
+    "problem",
+    "size",
+    "query",
+    "strategy",
+    "verdict",
+    "status",
+    "expected_exact",
+    "time_median",
+    "time_iqr",
+    "times",
+    "peak_memory",
+    "memory_metric",
+    "relative_error",
+]
+
+
 def recommendations(cells: pd.DataFrame) -> list[Recommendation]:
     """One :class:`Recommendation` per (problem, size, query, run condition), in run order."""
     if cells.empty:
         return []
     labels = rd.condition_label(cells, rd.varying_settings(cells))
-    cells = cells.assign(condition=labels.values)
+    records = cells[COLUMNS].assign(condition=labels.values).to_dict("records")
+    groups: dict[tuple, list[dict]] = {}
+    for record in records:
+        key = (record["problem"], record["size"], record["condition"], record["query"])
+        groups.setdefault(key, []).append(record)
+    queries = {q: i for i, q in enumerate(order_queries(cells["query"]))}
+    problems = {p: i for i, p in enumerate(dict.fromkeys(cells["problem"]))}
+    sizes = {s: i for i, s in enumerate(dict.fromkeys(cells["size"]))}
     found = []
-    for problem, by_problem in cells.groupby("problem", sort=False):
-        queries = order_queries(by_problem["query"])
-        for (size, condition), by_size in by_problem.groupby(["size", "condition"], sort=False):
-            for query in queries:
-                group = by_size[by_size["query"] == query]
-                made = recommend_group(group, problem, query, size, condition) if len(group) else None
-                if made is not None:
-                    found.append(made)
+    for key in sorted(groups, key=lambda k: (problems[k[0]], sizes[k[1]], k[2], queries[k[3]])):
+        problem, size, condition, query = key
+        made = recommend_group(groups[key], problem, query, size, condition)
+        if made is not None:
+            found.append(made)
     return found
 
 
