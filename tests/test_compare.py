@@ -10,7 +10,9 @@ import deqbench
 from deqbench.harness.cli.main import main
 
 
-def scaled(rows: pd.DataFrame, cell: str, factor: float, metrics=("time_median", "time_repeat")) -> pd.DataFrame:
+def scaled(
+    rows: pd.DataFrame, cell: str, factor: float, metrics=("time_median", "time_repeat")
+) -> pd.DataFrame:
     rows = rows.copy()
     chosen = (rows["cell"] == cell) & rows["metric"].isin(metrics)
     rows.loc[chosen, "value"] *= factor
@@ -90,7 +92,9 @@ def test_a_slowdown_within_the_noise_is_shown_but_not_a_regression(runs):
 
 def test_files_without_repeats_fall_back_to_the_iqr_bands(runs):
     root, slow_cell = runs
-    result = invoke(root / "old.parquet", root / "old_slower.parquet", "--fail-on-regression", "2", "--markdown")
+    result = invoke(
+        root / "old.parquet", root / "old_slower.parquet", "--fail-on-regression", "2", "--markdown"
+    )
     assert result.exit_code == 1
     assert "time ×3" in table_lines(result.stdout)[0]
     assert invoke(root / "old.parquet", root / "old.parquet", "--fail-on-regression", "2").exit_code == 0

@@ -151,6 +151,7 @@ def test_memory_under_the_resolution_gets_no_ratio():
     )
     (found,) = recommend.recommendations(cell_table(rows))
     assert "< 64 KiB" in found.line() and "0 B" not in found.line()
+    assert "unrolled 1.9× the time, ≥128× the memory" in found.line()  # a lower bound
     # against the meter's resolution (64 KiB), not against 0 B: a finite lower bound
     assert found.ranked[1].memory_ratio == pytest.approx(8 * 2**20 / 2**16)
     notes = recommend.noise_notes([found])

@@ -53,6 +53,8 @@ class Ranked:
     memory_metric: str
     time_ratio: float = 1.0
     memory_ratio: float = math.nan
+    #: the leanest reading was below the meter's resolution: the ratio is a lower bound
+    memory_ratio_bound: bool = False
     within_noise: bool = False
 
     def text(self, first: bool) -> str:
@@ -62,7 +64,8 @@ class Ranked:
         mark = "≈" if self.within_noise else ""
         parts = [f"{mark}{format_ratio(self.time_ratio)} the time" + (" (within noise)" if mark else "")]
         if self.memory_ratio > MEMORY_RATIO_SHOWN:
-            parts.append(f"{format_ratio(self.memory_ratio)} the memory")
+            bound = "≥" if self.memory_ratio_bound else ""
+            parts.append(f"{bound}{format_ratio(self.memory_ratio)} the memory")
         return f"{self.strategy} " + ", ".join(parts)
 
 
@@ -200,9 +203,11 @@ def ranked(exact: list[dict]) -> list[Ranked]:
     # a ratio against it is a lower bound; unresolved readings get no ratio of their own
     seen = [max(e.memory, resolution(e.memory_metric)) for e in entries if not math.isnan(e.memory)]
     leanest = min(seen) if seen else math.nan
+    bound = any(below_resolution(e.memory, e.memory_metric) for e in entries)
     for entry in entries:
         if not math.isnan(entry.memory) and not below_resolution(entry.memory, entry.memory_metric):
             entry.memory_ratio = entry.memory / leanest
+            entry.memory_ratio_bound = bound
     return entries
 
 
@@ -393,3 +398,20 @@ def block(cells: pd.DataFrame) -> Block:
 def block_for_rows(rows: pd.DataFrame) -> Block:
     """The block of a run's tidy rows (``deqbench show``)."""
     return block(rd.cell_table(rows))
+
+
+def print_block(found: Block, console) -> None:
+    """The block on a terminal (``deqbench show``); names are printed as text, never as markup."""
+    from rich.text import Text
+
+    if not found.answers:
+        return
+    console.print(Text("Recommendation", style="bold"))
+    for line in [*found.answers, *found.lines]:
+        console.print(Text(f"  {line}"))
+    if found.growth:
+        console.print(Text("Growth with size (exponent ± standard error):", style="bold"))
+        for line in found.growth:
+            console.print(Text(f"  {line}"))
+    for line in found.notes:
+        console.print(Text(f"  note: {line}", style="dim"))

@@ -9,39 +9,17 @@ dim an unsupported cell.
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from deqbench.harness.report.units import format_error, format_memory, format_seconds
 from deqbench.harness.results import rows as results
+from deqbench.harness.results.metrics import MetricName as M
 from deqbench.harness.results.status import FAILED_VERIFICATION, UNVERIFIED, Status
 
-MEMORY_METRICS = ("peak_rss_bytes", "cuda_peak_bytes")
-
-
-def format_error(value: float) -> str:
-    return "—" if value is None or math.isnan(value) else f"{value:.1e}"
-
-
-def format_seconds(value: float) -> str:
-    if value is None or math.isnan(value):
-        return "—"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value * 1e9:.3g} ns"
-
-
-def format_bytes(value: float) -> str:
-    if value is None or math.isnan(value):
-        return "—"
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.0f} B"
+MEMORY_METRICS = (M.PEAK_RSS_BYTES, M.CUDA_PEAK_BYTES)
 
 
 def cell_style(status: str, expected_exact: bool) -> str:
@@ -69,18 +47,26 @@ def cell_text(cell_rows: pd.DataFrame) -> Text:
     style = cell_style(status, exact)
     if status == Status.UNSUPPORTED:
         return Text("—", style=style)
-    if status in (Status.ERROR, *UNVERIFIED) and "time_median" not in set(cell_rows["metric"]):
+    if status in (Status.ERROR, *UNVERIFIED) and M.TIME_MEDIAN not in set(cell_rows["metric"]):
         return Text(status, style=style)
     label = status if status in (Status.DIVERGED, Status.ERROR) else ""
-    error = format_error(metric_value(cell_rows, "relative_error"))
+    error = format_error(metric_value(cell_rows, M.RELATIVE_ERROR))
     lines = [
         f"{label} {error}".strip() if label else f"err {error}",
-        format_seconds(metric_value(cell_rows, "time_median")),
-        format_bytes(metric_value(cell_rows, MEMORY_METRICS)),
+        format_seconds(metric_value(cell_rows, M.TIME_MEDIAN)),
+        memory_text(cell_rows),
     ]
     if status == Status.WRONG and not exact:
         lines[0] += " *"
     return Text("\n".join(lines), style=style)
+
+
+def memory_text(cell_rows: pd.DataFrame) -> str:
+    """The cell's peak memory; under the meter's resolution "< 64 KiB", not "0 B"."""
+    found = cell_rows[cell_rows["metric"].isin(MEMORY_METRICS) & (cell_rows["output"] == "")]
+    if found.empty:
+        return format_memory(None, M.PEAK_RSS_BYTES)
+    return format_memory(float(found["value"].iloc[0]), str(found["metric"].iloc[0]))
 
 
 def problem_table(rows: pd.DataFrame, problem: str, size: str) -> Table:
