@@ -172,3 +172,21 @@ def test_importing_the_cli_does_not_import_matplotlib():
         "assert 'matplotlib' not in sys.modules and 'seaborn' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_show_ends_with_the_recommendation_and_growth(runs):
+    result = CliRunner().invoke(main, ["show", str(runs / "sweep")])
+    assert result.exit_code == 0, result.output
+    tail = result.output.split("Recommendation", 1)[1]
+    assert re.search(r"tanh: use (analytic|unrolled) \(fastest exact on \d of 4 queries and sizes", tail)
+    assert "Not exact here: implicit-vjp (wrong, exactness not claimed, error" in tail  # jvp2
+    assert re.search(r"tanh forward: analytic time ∝ m\^-?\d", tail)  # the sweep m=4,8
+
+
+def test_the_report_opens_with_the_recommendation(report):
+    out, _ = report
+    text = (out / "report.md").read_text()
+    assert text.index("## Recommendation") < text.index("## Runs") < text.index("## Summary")
+    block = text.split("## Recommendation")[1].split("## Runs")[0]
+    assert "- tanh: use " in block and "### Per query: exact strategies, fastest first" in block
+    assert "### Growth with size" in block

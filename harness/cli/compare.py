@@ -85,14 +85,13 @@ def compare_command(
     shared = result.shared
     if shared.empty:
         fail(f"{runs[0]} and {runs[1]} share no cell (matched on cell id and size)")
-    text = compare.markdown(result)
     if as_markdown:
-        click.echo(text)
+        click.echo(compare.markdown(result))
     else:
         compare.print_rich(result, stdout_console())
     if out is not None:
         make_out(out)
-        (out / "compare.md").write_text(text, encoding="utf-8")
+        (out / "compare.md").write_text(compare.markdown(result), encoding="utf-8")
         columns = [c for c in shared.columns if c not in ("beyond", "time_test")]
         shared[columns].assign(time_p=[t.p for t in shared["time_test"]]).to_csv(
             out / "compare.csv", index=False
