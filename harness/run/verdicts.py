@@ -149,7 +149,7 @@ def stale_oracles(verdict: Verdict, oracles: dict[str, object], claimed_exact: b
 #: Two float64 oracles that share no code must agree this closely (relative), or neither's
 #: verdict is trusted.
 ORACLES_AGREE_TOL = 1e-10
-ACCURACY_METRICS = ("relative_error", "oracle_error_estimate")
+ACCURACY_METRICS = (MetricName.RELATIVE_ERROR, MetricName.ORACLE_ERROR_ESTIMATE)
 
 
 def judge_against(measurement: Measurement, oracles: dict[str, object], tol: float) -> Verdict:
@@ -168,7 +168,7 @@ def judge_against(measurement: Measurement, oracles: dict[str, object], tol: flo
         disagreement = oracle_disagreement(first_oracle, oracle)
         if disagreement is not None:
             value, output = disagreement
-            verdict.metrics.append(Metric("oracle_disagreement", value, "rel"))
+            verdict.metrics.append(Metric(MetricName.ORACLE_DISAGREEMENT, value, "rel"))
             if not value <= ORACLES_AGREE_TOL:
                 message = (
                     f"the {first} and {name} oracles disagree: relative difference {value:.3g} in {output} "
@@ -213,11 +213,13 @@ def divergence_message(measurement: Measurement) -> str:
 
 def accuracy_metrics(errors: dict[str, float], estimates: dict[str, float]) -> list[Metric]:
     """relative_error per output and its max; the oracle's own error estimate likewise."""
-    metrics = [Metric("relative_error", value, "rel", name) for name, value in errors.items()]
-    metrics.append(Metric("relative_error", max(errors.values()), "rel"))
-    metrics += [Metric("oracle_error_estimate", float(v), "rel", name) for name, v in estimates.items()]
+    metrics = [Metric(MetricName.RELATIVE_ERROR, value, "rel", name) for name, value in errors.items()]
+    metrics.append(Metric(MetricName.RELATIVE_ERROR, max(errors.values()), "rel"))
+    metrics += [
+        Metric(MetricName.ORACLE_ERROR_ESTIMATE, float(v), "rel", name) for name, v in estimates.items()
+    ]
     if estimates:
-        metrics.append(Metric("oracle_error_estimate", max(map(float, estimates.values())), "rel"))
+        metrics.append(Metric(MetricName.ORACLE_ERROR_ESTIMATE, max(map(float, estimates.values())), "rel"))
     return metrics
 
 
@@ -245,6 +247,6 @@ def measurement_metrics(measurement: Measurement) -> list[Metric]:
     # each repeat's seconds (the output column numbers them): what noise tests compare
     metrics += [Metric(MetricName.TIME_REPEAT, t, "s", str(i)) for i, t in enumerate(measurement.times)]
     if not math.isnan(measurement.compile_seconds):  # a compiled (JAX) strategy
-        metrics.append(Metric("compile_time", measurement.compile_seconds, "s"))
+        metrics.append(Metric(MetricName.COMPILE_TIME, measurement.compile_seconds, "s"))
         metrics += [Metric(f"xla_{name}", value, "B") for name, value in measurement.compiled_memory.items()]
     return metrics
