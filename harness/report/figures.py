@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from deqbench.harness.report import data as rd
+from deqbench.harness.report.units import format_ratio
 from deqbench.harness.results.metrics import MetricName as M
 from deqbench.harness.results.metrics import resolution
 from deqbench.queries import QUERIES
@@ -755,7 +756,7 @@ def relative_to_baseline(
                 for j, query in enumerate(grid.columns):
                     value = grid.loc[strategy, query]
                     dark = not pd.isna(value) and abs(norm(shade.loc[strategy, query]) - 0.5) > 0.3
-                    text = "—" if pd.isna(value) else f"{value:.2g}×"
+                    text = format_ratio(value)
                     ax.text(
                         j + 0.5,
                         i + 0.5,
@@ -780,7 +781,7 @@ def relative_to_baseline(
     step = max(1, math.ceil(2 * limit / 8))
     ticks = [t for t in range(-math.floor(limit), math.floor(limit) + 1) if t % step == 0]
     bar.set_ticks(ticks)
-    bar.set_ticklabels([f"{2.0**t:.3g}×" for t in ticks])
+    bar.set_ticklabels([format_ratio(2.0**t) for t in ticks])
     bar.set_label(f"strategy / {baseline} (below 1× is better)")
     caption = (
         f"Each strategy's median time, peak memory and autograd-saved bytes divided by {baseline}'s on "
