@@ -285,7 +285,9 @@ def answers(found: list[Recommendation]) -> list[str]:
             lines.append(f"{problem}: no strategy was exact on any query.")
             continue
         best, count = wins.most_common(1)[0]
-        others = sorted({f"{r.best} on {r.query}" for r in mine if r.best and r.best != best})
+        sizes = len({r.size for r in mine}) > 1
+        where = (lambda r: f"{r.query} at {r.size}") if sizes else (lambda r: r.query)  # noqa: E731
+        others = list(dict.fromkeys(f"{r.best} on {where(r)}" for r in mine if r.best and r.best != best))
         none = sorted({r.query for r in mine if not r.best})
         line = f"{problem}: use {best} (fastest exact on {count} of {len(mine)} queries and sizes"
         line += f"; {', '.join(others)}" if others else ""
