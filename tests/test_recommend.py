@@ -151,11 +151,22 @@ def test_memory_under_the_resolution_gets_no_ratio():
     )
     (found,) = recommend.recommendations(cell_table(rows))
     assert "< 64 KiB" in found.line() and "0 B" not in found.line()
+    assert found.line().startswith("tanh grad (m=8): analytic 11 ms ± 500 µs, < 64 KiB; ")
     assert "unrolled 1.9× the time, ≥128× the memory" in found.line()  # a lower bound
     # against the meter's resolution (64 KiB), not against 0 B: a finite lower bound
     assert found.ranked[1].memory_ratio == pytest.approx(8 * 2**20 / 2**16)
     notes = recommend.noise_notes([found])
     assert any("below the meter's resolution" in n and "analytic" in n for n in notes)
+
+
+def test_a_fastest_strategy_that_is_not_the_leanest_says_so():
+    rows = rows_of(
+        cell("unrolled", memory=8 * 2**20), cell("analytic", times=(0.02, 0.021, 0.022), memory=2**20)
+    )
+    (found,) = recommend.recommendations(cell_table(rows))
+    assert found.line().startswith(
+        "tanh grad (m=8): unrolled 11 ms ± 500 µs, 8 MiB (8× the leanest's memory); "
+    )
 
 
 def test_tiny_times_carry_a_note():

@@ -60,7 +60,11 @@ class Ranked:
     def text(self, first: bool) -> str:
         memory = format_memory(self.memory, self.memory_metric)
         if first:
-            return f"{self.strategy} {format_spread(self.timing.median, self.timing.iqr)}, {memory}"
+            text = f"{self.strategy} {format_spread(self.timing.median, self.timing.iqr)}, {memory}"
+            if self.memory_ratio > MEMORY_RATIO_SHOWN:  # the fastest is not the leanest
+                bound = "≥" if self.memory_ratio_bound else ""
+                text += f" ({bound}{format_ratio(self.memory_ratio)} the leanest's memory)"
+            return text
         mark = "≈" if self.within_noise else ""
         parts = [f"{mark}{format_ratio(self.time_ratio)} the time" + (" (within noise)" if mark else "")]
         if self.memory_ratio > MEMORY_RATIO_SHOWN:
