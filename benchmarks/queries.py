@@ -8,6 +8,8 @@ skipped. Lower is better for every number here, as ``asv compare`` assumes.
 
 from __future__ import annotations
 
+from deqbench.harness.results.metrics import MetricName
+
 from . import common
 
 
@@ -101,11 +103,11 @@ class QuerySolverIterations(MatrixBenchmark):
     """Fixed-point iterations the query took, over all its forward or backward solves."""
 
     def track_forward_iterations(self, strategy, problem, query):
-        return self.cell.run().solver_totals()["forward_iterations"]
+        return self.cell.run().solver_totals()[MetricName.FORWARD_ITERATIONS]
 
     track_forward_iterations.unit = "iterations"
 
     def track_backward_iterations(self, strategy, problem, query):
-        return self.cell.run().solver_totals()["backward_iterations"]
+        return self.cell.run().solver_totals()[MetricName.BACKWARD_ITERATIONS]
 
     track_backward_iterations.unit = "iterations"

@@ -6,13 +6,13 @@ click group, which is how the tests drive it.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import click
 
 from deqbench.harness.cli.common import fail
 from deqbench.harness.oracle.cache import CACHE_ENV, CacheDirectoryError, OracleCache, check_cache_dir
+from deqbench.harness.report.units import format_bytes
 
 WHERE = (
     f"The cache lives in ${CACHE_ENV} if set, else in $XDG_CACHE_HOME/deqbench/oracle, else in "
@@ -27,8 +27,6 @@ KEYED = (
     "with a recomputed checksum, is recomputed, never trusted: a cached answer was computed by your oracle."
 )
 
-BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB")
-
 directory_option = click.option(
     "--dir",
     "directory",
@@ -37,14 +35,6 @@ directory_option = click.option(
     metavar="PATH",
     help=f"Cache directory to use instead of ${CACHE_ENV} or the default.",
 )
-
-
-def human_bytes(size: int) -> str:
-    """1536 -> '1.5 KiB'; bytes below a KiB as they are."""
-    if size < 1024:
-        return f"{size} B"
-    exponent = min(int(math.log(size, 1024)), len(BINARY_UNITS))
-    return f"{size / 1024**exponent:.1f} {BINARY_UNITS[exponent - 1]}"
 
 
 @click.group("cache", help=f"The oracle's disk cache of answers.\n\n{WHERE}\n\n{KEYED}")
@@ -69,7 +59,7 @@ def info(directory: Path | None) -> None:
         fail(str(error))
     click.echo(f"directory:  {summary['directory']}")
     click.echo(f"entries:    {summary['entries']}")
-    click.echo(f"size:       {human_bytes(summary['bytes'])}")
+    click.echo(f"size:       {format_bytes(summary['bytes'])}")
     click.echo(f"unreadable: {summary['unreadable']}")
     if summary["problems"]:
         click.echo("per problem:")

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from deqbench.harness.cli.common import open_run, stdout_console
-from deqbench.harness.report import summary
+from deqbench.harness.report import recommend, summary
 from deqbench.harness.results import rows as results
 
 
@@ -34,3 +34,5 @@ def show_command(directory: Path) -> None:
             markup=False,
         )
     summary.print_summary(rows, console)
+    if not rows.empty:  # the answer last, where a terminal leaves the eye
+        recommend.print_block(recommend.block_for_rows(rows), console)

@@ -1,6 +1,8 @@
 """The public names of this package (loaded on first use: see __init__.py)."""
 
 from . import compare as compare
+from . import recommend as recommend
+from . import units as units
 from .data import (
     ReportInputError as ReportInputError,
 )

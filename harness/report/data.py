@@ -18,22 +18,23 @@ from typing import Any
 
 import pandas as pd
 
+from deqbench.harness.results.metrics import MetricName as M
 from deqbench.harness.results.rows import COLUMNS, missing_columns, normalise
 from deqbench.harness.results.run_folder import RUN_FILE, RunFolder, UnreadableRun
 from deqbench.harness.results.status import FAILED_VERIFICATION, UNVERIFIED, Status
 
 #: Cell-level metrics copied into the cell table (rows with an empty ``output``).
 CELL_METRICS = (
-    "relative_error",
-    "time_median",
-    "time_iqr",
-    "peak_rss_bytes",
-    "cuda_peak_bytes",
-    "saved_tensor_bytes",
-    "forward_iterations",
-    "backward_iterations",
-    "repeats",
-    "cell_wall_time",
+    M.RELATIVE_ERROR,
+    M.TIME_MEDIAN,
+    M.TIME_IQR,
+    M.PEAK_RSS_BYTES,
+    M.CUDA_PEAK_BYTES,
+    M.SAVED_TENSOR_BYTES,
+    M.FORWARD_ITERATIONS,
+    M.BACKWARD_ITERATIONS,
+    M.REPEATS,
+    M.CELL_WALL_TIME,
 )
 #: Settings that, when they differ between rows, make separate series in a figure.
 SETTING_COLUMNS = (
@@ -236,22 +237,36 @@ def cell_table(rows: pd.DataFrame) -> pd.DataFrame:
     for metric in CELL_METRICS:
         if metric not in cells:
             cells[metric] = math.nan
-    per_output = rows[(rows["metric"] == "relative_error") & (rows["output"] != "")]
+    per_output = rows[(rows["metric"] == M.RELATIVE_ERROR) & (rows["output"] != "")]
     if len(per_output):
         worst = per_output.loc[per_output.groupby(key)["value"].idxmax(), [*key, "output"]]
         cells = cells.merge(worst.rename(columns={"output": "worst_output"}), on=key, how="left")
     else:
         cells["worst_output"] = ""
     cells["worst_output"] = cells["worst_output"].fillna("")
-    cuda = cells["cuda_peak_bytes"].notna() & cells["device"].astype(str).str.startswith("cuda")
-    cells["peak_memory"] = cells["cuda_peak_bytes"].where(cuda, cells["peak_rss_bytes"])
-    cells["memory_metric"] = ["cuda_peak_bytes" if c else "peak_rss_bytes" for c in cuda]
+    cuda = cells[M.CUDA_PEAK_BYTES].notna() & cells["device"].astype(str).str.startswith("cuda")
+    cells["peak_memory"] = cells[M.CUDA_PEAK_BYTES].where(cuda, cells[M.PEAK_RSS_BYTES])
+    cells["memory_metric"] = [str(M.CUDA_PEAK_BYTES if c else M.PEAK_RSS_BYTES) for c in cuda]
+    cells["times"] = repeat_times(rows, cells, key)
     cells["base_cell"] = cells["cell"].map(base_cell)
     cells["knobs"] = cells["size"].map(parse_size)
     cells["verdict"] = [
         verdict(s, bool(e)) for s, e in zip(cells["status"], cells["expected_exact"], strict=True)
     ]
     return cells
+
+
+def repeat_times(rows: pd.DataFrame, cells: pd.DataFrame, key: list[str]) -> list[tuple[float, ...]]:
+    """Each cell's timed repeats in order (``time_repeat`` rows); () where the rows have none
+    (files written before each repeat was kept: noise tests then use the median and IQR)."""
+    repeats = rows[rows["metric"] == M.TIME_REPEAT]
+    if repeats.empty:
+        return [()] * len(cells)
+    order = pd.to_numeric(repeats["output"], errors="coerce")
+    ordered = repeats.assign(order=order).sort_values("order", kind="stable")
+    found = ordered.groupby(key, sort=False)["value"].agg(tuple)
+    index = pd.MultiIndex.from_frame(cells[key])
+    return [found.get(k, ()) for k in index]
 
 
 def with_knob_columns(cells: pd.DataFrame, knobs: list[str]) -> pd.DataFrame:

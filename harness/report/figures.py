@@ -12,7 +12,9 @@ falls back to a hash of the name for any other.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,9 @@ import numpy as np
 import pandas as pd
 
 from deqbench.harness.report import data as rd
+from deqbench.harness.report.units import format_ratio
+from deqbench.harness.results.metrics import MetricName as M
+from deqbench.harness.results.metrics import resolution
 from deqbench.queries import QUERIES
 
 #: deqbench's own strategies, sorted; each keeps the colour and marker of its position.
@@ -36,6 +41,14 @@ NOT_CLAIMED_COLOR = "#FF8C00"  # wrong where the strategy does not claim exactne
 STOPPED_COLOR = "#B000B0"  # timeout, oom, killed
 ERROR_FLOOR = 1e-17  # an exact 0 error is drawn here on log axes
 MAX_CONDITION_ROWS = 4
+#: At most this many panels side by side; more wrap onto the next line (a laptop's width).
+MAX_COLUMNS = 4
+#: More problems than this: figures across problems instead of a set per problem.
+MAX_PROBLEM_FIGURES = 6
+#: More x values than this: a log locator places the ticks, not one tick per value.
+MAX_X_TICKS = 8
+#: Below this median time per query, time figures carry a note (overhead and timer noise).
+TINY_SECONDS = 3e-3
 MIB = 2**20
 
 TIME_LABEL = "time per query [s]\n(lower is better)"
@@ -62,6 +75,74 @@ class Skipped:
     name: str
     title: str
     reason: str
+
+
+SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
+def figure_name(kind: str, *names: str) -> str:
+    """A figure's file stem from its kind and the names it is about (a problem, a baseline).
+
+    Names that are safe for files and Markdown links are kept as they are; any other has its
+    unsafe characters replaced and a short hash of the name appended, so ``p/x`` and ``p_x``
+    never share a file.
+    """
+    parts = [kind]
+    for name in names:
+        text = str(name)
+        if SAFE_FILE_NAME.fullmatch(text) and not text.startswith("."):
+            parts.append(text)
+        else:
+            digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+            parts.append(re.sub(r"[^A-Za-z0-9_+-]", "_", text)[:40] + "-" + digest)
+    return "_".join(parts)
+
+
+def panel_grid(plt, rows: int, panels: int, width: float = 3.6, height: float = 3.0, margin=(1.6, 0.8)):
+    """A figure of ``rows`` logical rows of ``panels`` panels each, wrapped at MAX_COLUMNS.
+
+    Returns (figure, axes per logical row, whether rows wrapped); the axes a wrapped last
+    line leaves over are hidden.
+    """
+    columns = min(MAX_COLUMNS, max(panels, 1))
+    lines = math.ceil(max(panels, 1) / columns)
+    fig, axes = plt.subplots(
+        rows * lines,
+        columns,
+        figsize=(margin[0] + width * columns, margin[1] + height * rows * lines),
+        squeeze=False,
+    )
+    logical = []
+    for r in range(rows):
+        block = [axes[r * lines + i // columns][i % columns] for i in range(panels)]
+        for i in range(panels, lines * columns):
+            axes[r * lines + i // columns][i % columns].set_visible(False)
+        logical.append(block)
+    return fig, logical, lines > 1
+
+
+def tiny_time_note(cells: pd.DataFrame) -> str:
+    """A caption's note when some median times are under TINY_SECONDS, else ''."""
+    tiny = cells[M.TIME_MEDIAN].dropna()
+    tiny = tiny[tiny < TINY_SECONDS]
+    if tiny.empty:
+        return ""
+    return (
+        f" {len(tiny)} of the times drawn are under {TINY_SECONDS * 1e3:.0f} ms a query: at such sizes "
+        "per-call overhead and timer noise weigh as much as the method, and rankings move from run to run."
+    )
+
+
+def resolved_memory(cells: pd.DataFrame, column: str) -> pd.Series:
+    """``column`` (peak_memory or saved_tensor_bytes) with readings under the meter's
+    resolution set to NaN: they are not drawn, and not divided."""
+    floor = (
+        cells["memory_metric"].map(resolution).astype(float)
+        if column == "peak_memory"
+        else resolution(column)
+    )
+    values = pd.to_numeric(cells[column], errors="coerce")  # an empty table's column may hold text
+    return values.where(values >= floor)
 
 
 # ----------------------------------------------------------------- styling
@@ -136,8 +217,11 @@ def tidy_log_axis(ax, axis: str, decades_only: bool = False) -> None:
         which.set_major_formatter(
             FuncFormatter(lambda v, _: f"{v:.0e}".replace("e-0", "e-").replace("e+00", ""))
         )
+    elif span >= 1.5:  # a tick a decade: 1-2-5 ticks over several decades overlap on a narrow panel
+        which.set_major_locator(LogLocator(base=10, numticks=7))
+        which.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
     elif span >= 1:
-        which.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=9))
+        which.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0), numticks=6))
         which.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
     else:  # less than a decade: four ticks evenly spaced on the log axis
         from matplotlib.ticker import FixedLocator
@@ -200,7 +284,7 @@ def worst_cells(cells: pd.DataFrame) -> pd.DataFrame:
 def accuracy_heatmap(cells: pd.DataFrame, problem: str, out: Path, formats: list[str]) -> Made | Skipped:
     """Strategy x query, one panel per run condition (settings such as f_max_iter that differ
     between runs); each cell the worst error over sizes, with failures marked."""
-    name, title = f"accuracy_{problem}", f"{problem}: accuracy (strategy x query)"
+    name, title = figure_name("accuracy", problem), f"{problem}: accuracy (strategy x query)"
     if cells.empty:
         return Skipped(name, title, "no cells")
     plt, sns = libraries()
@@ -348,13 +432,11 @@ def line_grid(
     plt, sns = libraries()
     queries = order_queries(pd.concat([g for _, g in groups])["query"])
     rows = [(label, group, metric) for label, group in groups for metric in metrics]
-    fig, axes = plt.subplots(
-        len(rows), len(queries), figsize=(1.6 + 3.6 * len(queries), 0.8 + 3.0 * len(rows)), squeeze=False
-    )
+    fig, grid, wrapped = panel_grid(plt, len(rows), len(queries))
     strategies: set[str] = set()
     for r, (label, group, (column, y_label, scale, band)) in enumerate(rows):
         for c, query in enumerate(queries):
-            ax = axes[r][c]
+            ax = grid[r][c]
             data = group[(group["query"] == query) & group[column].notna() & (group[column] > 0)]
             for strategy in order_strategies(data["strategy"]):
                 series = data[data["strategy"] == strategy].groupby(x)
@@ -369,19 +451,15 @@ def line_grid(
                         med.index, lower.values, (med + half).values, color=color, alpha=0.2, lw=0
                     )
             ax.set_title(query + (f"\n{label}" if label else ""), fontsize=9)
-            ax.set_xlabel(x_label if r == len(rows) - 1 else "")
-            ax.set_ylabel(y_label if c == 0 else "")
+            ax.set_xlabel(x_label if wrapped or r == len(rows) - 1 else "")
+            ax.set_ylabel(y_label if c % MAX_COLUMNS == 0 else "")
             if data.empty:
                 ax.text(0.5, 0.5, "nothing measured", ha="center", va="center", transform=ax.transAxes)
                 continue
             ax.set_yscale("log")
             tidy_log_axis(ax, "y")
             if log_x:
-                ax.set_xscale("log", base=2)
-                xs = sorted(data[x].unique())
-                ax.set_xticks(xs)
-                ax.set_xticklabels([rd.format_value(v) for v in xs])
-                ax.xaxis.set_minor_locator(plt.NullLocator())
+                size_ticks(ax, sorted(data[x].unique()))
             else:
                 from matplotlib.ticker import MaxNLocator
 
@@ -392,8 +470,22 @@ def line_grid(
     return fig
 
 
+def size_ticks(ax, xs: list) -> None:
+    """A log2 x axis with a tick per size, or a log locator's ticks over many sizes."""
+    from matplotlib.ticker import LogLocator, NullLocator, ScalarFormatter
+
+    ax.set_xscale("log", base=2)
+    if len(xs) <= MAX_X_TICKS:
+        ax.set_xticks(xs)
+        ax.set_xticklabels([rd.format_value(v) for v in xs])
+    else:
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=6))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
 def time_vs_size(cells: pd.DataFrame, problem: str, out: Path, formats: list[str]) -> Made | Skipped:
-    name, title = f"time_vs_size_{problem}", f"{problem}: wall time against size"
+    name, title = figure_name("time_vs_size", problem), f"{problem}: wall time against size"
     return size_figure(
         cells,
         problem,
@@ -401,25 +493,26 @@ def time_vs_size(cells: pd.DataFrame, problem: str, out: Path, formats: list[str
         formats,
         name,
         title,
-        [("time_median", TIME_LABEL, 1.0, "time_iqr")],
-        "Median wall time of the timed repeats; the band is median ± IQR/2 of those repeats (the rows "
-        "keep the median and interquartile range, not each repeat).",
+        [(M.TIME_MEDIAN, TIME_LABEL, 1.0, M.TIME_IQR)],
+        "Median wall time of the timed repeats; the band is median ± IQR/2 of those repeats."
+        + tiny_time_note(plotted(cells)),
     )
 
 
 def memory_vs_size(cells: pd.DataFrame, problem: str, out: Path, formats: list[str]) -> Made | Skipped:
-    name, title = f"memory_vs_size_{problem}", f"{problem}: memory against size"
+    name, title = figure_name("memory_vs_size", problem), f"{problem}: memory against size"
+    resolved = cells.assign(peak_memory=resolved_memory(cells, "peak_memory"))
     return size_figure(
-        cells,
+        resolved,
         problem,
         out,
         formats,
         name,
         title,
-        [("peak_memory", memory_label(cells), MIB, None), ("saved_tensor_bytes", SAVED_LABEL, MIB, None)],
+        [("peak_memory", memory_label(cells), MIB, None), (M.SAVED_TENSOR_BYTES, SAVED_LABEL, MIB, None)],
         "Top: peak memory of one query over the worker's warmed-up baseline; bottom: bytes autograd "
-        "saved for backward. A zero (below the resident set's page granularity) is not drawn on the "
-        "log axis.",
+        "saved for backward. Readings below what the meter resolves (64 KiB for the resident set) are "
+        "not drawn: they say only that the memory was too small to see.",
     )
 
 
@@ -444,7 +537,10 @@ ITERATION_SETTINGS = ("f_tol", "b_tol", "f_max_iter", "b_max_iter")
 
 
 def memory_vs_iterations(cells: pd.DataFrame, problem: str, out: Path, formats: list[str]) -> Made | Skipped:
-    name, title = f"memory_vs_iterations_{problem}", f"{problem}: memory against forced forward iterations"
+    name, title = (
+        figure_name("memory_vs_iterations", problem),
+        f"{problem}: memory against forced forward iterations",
+    )
     measured = plotted(cells)
     if measured["f_max_iter"].nunique() < 2:
         values = ", ".join(rd.format_value(v) for v in sorted(cells["f_max_iter"].unique()))
@@ -493,7 +589,10 @@ def pareto_front(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
 
 
 def time_vs_error(cells: pd.DataFrame, problem: str, out: Path, formats: list[str]) -> Made | Skipped:
-    name, title = f"time_vs_error_{problem}", f"{problem}: time against error, with the Pareto frontier"
+    name, title = (
+        figure_name("time_vs_error", problem),
+        f"{problem}: time against error, with the Pareto frontier",
+    )
     data = plotted(cells)
     data = data[data["relative_error"].notna()].copy()
     if data.empty:
@@ -508,13 +607,11 @@ def time_vs_error(cells: pd.DataFrame, problem: str, out: Path, formats: list[st
     order = order[:MAX_CONDITION_ROWS]
     queries = order_queries(data["query"])
     data["plot_error"] = data["relative_error"].clip(lower=ERROR_FLOOR)
-    fig, axes = plt.subplots(
-        len(order), len(queries), figsize=(1.2 + 3.6 * len(queries), 0.6 + 3.0 * len(order)), squeeze=False
-    )
+    fig, grid, wrapped = panel_grid(plt, len(order), len(queries), margin=(1.2, 0.6))
     tols = sorted(data["tol"].dropna().unique())
     for r, label in enumerate(order):
         for c, query in enumerate(queries):
-            ax = axes[r][c]
+            ax = grid[r][c]
             panel = data[(labels == label) & (data["query"] == query)]
             for strategy in order_strategies(panel["strategy"]):
                 points = panel[panel["strategy"] == strategy]
@@ -555,8 +652,8 @@ def time_vs_error(cells: pd.DataFrame, problem: str, out: Path, formats: list[st
                     transform=ax.get_yaxis_transform(),
                 )
             ax.set_title(query + (f"\n{label}" if label else ""), fontsize=9)
-            ax.set_xlabel(TIME_LABEL if r == len(order) - 1 else "")
-            ax.set_ylabel(ERROR_LABEL if c == 0 else "")
+            ax.set_xlabel(TIME_LABEL if wrapped or r == len(order) - 1 else "")
+            ax.set_ylabel(ERROR_LABEL if c % MAX_COLUMNS == 0 else "")
             if panel.empty:
                 ax.text(0.5, 0.5, "nothing measured", ha="center", va="center", transform=ax.transAxes)
                 continue
@@ -571,7 +668,7 @@ def time_vs_error(cells: pd.DataFrame, problem: str, out: Path, formats: list[st
         "Each point a cell; the dashed step line joins the cells no other cell beats on both time and "
         "error (the Pareto frontier, lower left is better). A red edge marks a claimed-exact failure. "
         f"Errors of exactly 0 are drawn at {ERROR_FLOOR:.0e}."
-    )
+    ) + tiny_time_note(data)
     if left_out:
         caption += f" Left out (more than {MAX_CONDITION_ROWS} sizes/settings): {'; '.join(left_out)}."
     return Made(name, title, caption, save(fig, out, name, formats))
@@ -588,6 +685,10 @@ RATIO_METRICS = (
 def baseline_ratios(cells: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """strategy / baseline of each ratio metric, matched within a run on query and size."""
     measured = plotted(cells)
+    measured = measured.assign(
+        peak_memory=resolved_memory(measured, "peak_memory"),
+        saved_tensor_bytes=resolved_memory(measured, M.SAVED_TENSOR_BYTES),
+    )
     key = ["source", "run_id", "problem", "query", "size"]
     base = measured[measured["strategy"] == baseline][key + [m for m, _ in RATIO_METRICS]]
     base = base.drop_duplicates(key)
@@ -601,7 +702,10 @@ def baseline_ratios(cells: pd.DataFrame, baseline: str) -> pd.DataFrame:
 def relative_to_baseline(
     cells: pd.DataFrame, problem: str, baseline: str, out: Path, formats: list[str]
 ) -> Made | Skipped:
-    name, title = f"relative_to_{baseline}_{problem}", f"{problem}: time and memory relative to {baseline}"
+    name, title = (
+        figure_name("relative_to", baseline, problem),
+        f"{problem}: time and memory relative to {baseline}",
+    )
     if baseline not in set(cells["strategy"]):
         return Skipped(name, title, f"{baseline} did not run on {problem}")
     ratios = baseline_ratios(cells, baseline)
@@ -626,18 +730,19 @@ def relative_to_baseline(
     limit = max(1.0, float(np.abs(finite).max()) if finite.size else 1.0)
     norm = Normalize(vmin=-limit, vmax=limit)
     cmap = sns.color_palette("vlag", as_cmap=True)
+    # the three metrics side by side while that stays within a laptop's width; else stacked
+    side_by_side = len(queries) <= 3
+    columns = len(RATIO_METRICS) if side_by_side else 1
+    lines = len(order) * len(RATIO_METRICS) // columns
     fig, axes = plt.subplots(
-        len(order),
-        len(RATIO_METRICS),
-        figsize=(
-            1.5 + len(RATIO_METRICS) * (1.4 + 1.0 * len(queries)),
-            0.9 + (0.8 + 0.5 * len(strategies)) * len(order),
-        ),
+        lines,
+        columns,
+        figsize=(1.5 + columns * (1.4 + 1.0 * len(queries)), 0.9 + (0.8 + 0.5 * len(strategies)) * lines),
         squeeze=False,
     )
     for r, label in enumerate(order):
         for c, (metric, metric_name) in enumerate(RATIO_METRICS):
-            ax = axes[r][c]
+            ax = axes[r][c] if side_by_side else axes[r * len(RATIO_METRICS) + c][0]
             panel = ratios[labels == label]
             grid = panel.pivot_table(
                 index="strategy", columns="query", values=f"{metric}_ratio", aggfunc="median"
@@ -651,7 +756,7 @@ def relative_to_baseline(
                 for j, query in enumerate(grid.columns):
                     value = grid.loc[strategy, query]
                     dark = not pd.isna(value) and abs(norm(shade.loc[strategy, query]) - 0.5) > 0.3
-                    text = "—" if pd.isna(value) else f"{value:.2g}×"
+                    text = format_ratio(value)
                     ax.text(
                         j + 0.5,
                         i + 0.5,
@@ -663,11 +768,11 @@ def relative_to_baseline(
                     )
             ax.grid(False)
             ax.set_title(metric_name + (f"\n{label}" if label else ""), fontsize=9)
-            ax.set_xlabel("query" if r == len(order) - 1 else "")
-            ax.set_ylabel("strategy" if c == 0 else "")
+            ax.set_xlabel("query" if r == len(order) - 1 or not side_by_side else "")
+            ax.set_ylabel("strategy" if c == 0 or not side_by_side else "")
             ax.tick_params(axis="x", rotation=0)
             ax.tick_params(axis="y", rotation=0)
-            if c:
+            if c and side_by_side:
                 ax.set_yticklabels([])
     fig.suptitle(title, x=0.01, ha="left")
     fig.tight_layout(rect=(0, 0, 0.9, 0.97))
@@ -676,22 +781,78 @@ def relative_to_baseline(
     step = max(1, math.ceil(2 * limit / 8))
     ticks = [t for t in range(-math.floor(limit), math.floor(limit) + 1) if t % step == 0]
     bar.set_ticks(ticks)
-    bar.set_ticklabels([f"{2.0**t:.3g}×" for t in ticks])
+    bar.set_ticklabels([format_ratio(2.0**t) for t in ticks])
     bar.set_label(f"strategy / {baseline} (below 1× is better)")
     caption = (
         f"Each strategy's median time, peak memory and autograd-saved bytes divided by {baseline}'s on "
-        "the same query and size in the same run (blue: less than the baseline; red: more)."
+        "the same query and size in the same run (blue: less than the baseline; red: more). —: not "
+        "measured, or memory below what the meter resolves (no ratio is taken of such a reading)."
     )
     if left_out:
         caption += f" Left out (only the {MAX_CONDITION_ROWS} last sizes are drawn): {'; '.join(left_out)}."
     return Made(name, title, caption, save(fig, out, name, formats))
 
 
+# ------------------------------------------------------- across problems
+ACROSS = (
+    ("accuracy", M.RELATIVE_ERROR, ERROR_LABEL, "worst relative error"),
+    ("time", M.TIME_MEDIAN, TIME_LABEL, "median time"),
+)
+
+
+def across_problems(cells: pd.DataFrame, kind: str, out: Path, formats: list[str]) -> Made | Skipped:
+    """One panel per query: per strategy, one point per (problem, size) cell, log y."""
+    (column, y_label, what) = next((c, y, w) for k, c, y, w in ACROSS if k == kind)
+    name, title = (
+        figure_name(f"{kind}_across_problems"),
+        f"{what} across {cells['problem'].nunique()} problems",
+    )
+    data = cells[cells[column].notna()]
+    if data.empty:
+        return Skipped(name, title, f"no cell has a {what}")
+    plt, _ = libraries()
+    queries = order_queries(data["query"])
+    strategies = order_strategies(data["strategy"])
+    fig, grid, _ = panel_grid(plt, 1, len(queries), width=max(3.0, 0.7 * len(strategies) + 1.2))
+    generator = np.random.default_rng(0)  # the jitter, the same in every report
+    for ax, query in zip(grid[0], queries, strict=True):
+        panel = data[data["query"] == query]
+        for i, strategy in enumerate(strategies):
+            points = panel[panel["strategy"] == strategy]
+            if points.empty:
+                continue
+            color, marker = strategy_style(strategy)
+            failed = (points["verdict"] == rd.VERDICT_FAILED).to_numpy()
+            x = i + generator.uniform(-0.25, 0.25, len(points))
+            y = points[column].clip(lower=ERROR_FLOOR).to_numpy()
+            ax.scatter(x[~failed], y[~failed], color=color, marker=marker, s=14, alpha=0.6, lw=0)
+            ax.scatter(x[failed], y[failed], color=color, marker=marker, s=22, edgecolor=FAIL_COLOR, lw=1.2)
+        ax.set_xticks(range(len(strategies)), strategies, rotation=35, ha="right")
+        ax.set_xlim(-0.6, len(strategies) - 0.4)
+        ax.set_yscale("log")
+        tidy_log_axis(ax, "y", decades_only=column == M.RELATIVE_ERROR)
+        ax.set_title(query, fontsize=9)
+        ax.set_ylabel(y_label if grid[0].index(ax) % MAX_COLUMNS == 0 else "")
+    fig.suptitle(title, x=0.01, ha="left", y=1.0)
+    fig.tight_layout()
+    caption = (
+        f"One point per problem and size: each strategy's {what} on each query (strategy on x, jittered); "
+        "a red edge marks a failure on a query the strategy claims exact. Drawn instead of a set of figures "
+        f"per problem because the report holds more than {MAX_PROBLEM_FIGURES} problems."
+    )
+    if column == M.TIME_MEDIAN:
+        caption += tiny_time_note(data)
+    return Made(name, title, caption, save(fig, out, name, formats))
+
+
 # --------------------------------------------------------------- all
 def make_figures(cells: pd.DataFrame, out: Path, formats: list[str], baseline: str) -> list[Made | Skipped]:
-    """Every figure of a report, problem by problem."""
+    """Every figure of a report: a set per problem, or, over many problems, figures across them."""
+    problems = list(dict.fromkeys(cells["problem"]))
+    if len(problems) > MAX_PROBLEM_FIGURES:
+        return [across_problems(cells, kind, out, formats) for kind, *_ in ACROSS]
     made: list[Made | Skipped] = []
-    for problem in dict.fromkeys(cells["problem"]):
+    for problem in problems:
         subset = cells[cells["problem"] == problem]
         made.append(accuracy_heatmap(subset, problem, out, formats))
         made.append(time_vs_size(subset, problem, out, formats))

@@ -16,12 +16,15 @@ import sys
 
 import pandas as pd
 
+from deqbench.harness.report.units import format_error, format_memory, format_seconds
+from deqbench.harness.report.writer import Table, code, markdown_escape
+from deqbench.harness.results.metrics import MetricName as M
 from deqbench.harness.results.run_folder import RunFolder
 from deqbench.queries import QUERIES
 
 
 def error_tables(rows: pd.DataFrame) -> str:
-    worst = rows[(rows.metric == "relative_error") & (rows.output.fillna("") == "")]
+    worst = rows[(rows.metric == M.RELATIVE_ERROR) & (rows.output.fillna("") == "")]
     strategies = sorted(rows.strategy.unique())
     parts = []
     for problem, frame in rows.groupby("problem", sort=False):
@@ -30,24 +33,20 @@ def error_tables(rows: pd.DataFrame) -> str:
         )
         queries = [q for q in QUERIES if q in set(frame["query"])]
         errors = errors.reindex(index=strategies, columns=queries)
-        lines = [
-            f"**{problem}** ({frame['size'].iloc[0]}): worst relative error against the oracle",
-            "",
-            "| strategy | " + " | ".join(queries) + " |",
-            "|---|" + "---|" * len(queries),
+        body = [
+            [code(strategy), *(format_error(value) for value in row)] for strategy, row in errors.iterrows()
         ]
-        for strategy, row in errors.iterrows():
-            cells = ("—" if pd.isna(value) else f"{value:.1e}" for value in row)
-            lines.append(f"| `{strategy}` | " + " | ".join(cells) + " |")
-        parts.append("\n".join(lines))
+        title = markdown_escape(f"{problem} ({frame['size'].iloc[0]})")
+        table = Table(["strategy", *queries], body).markdown
+        parts.append(f"**{title}**: worst relative error against the oracle\n\n{table}")
     return "\n\n".join(parts)
 
 
 SIDE_BY_SIDE_COLUMNS = {
-    "time_median": "median time (no compile)",
-    "compile_time": "compile",
-    "peak_rss_bytes": "peak memory over baseline",
-    "relative_error": "worst relative error",
+    M.TIME_MEDIAN: "median time (no compile)",
+    M.COMPILE_TIME: "compile",
+    M.PEAK_RSS_BYTES: "peak memory over baseline",
+    M.RELATIVE_ERROR: "worst relative error",
 }
 
 
@@ -58,14 +57,13 @@ def side_by_side_table(rows: pd.DataFrame) -> str:
     values = whole.pivot_table(index=["query", "size", "strategy"], columns="metric", values="value")
     status = rows.groupby(["query", "size", "strategy"])["status"].first()
     header = ["query", "m", "strategy", *SIDE_BY_SIDE_COLUMNS.values(), "status"]
-    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    body = []
     for query, size, strategy in in_run_order(rows, status.index):
         metric = values.loc[(query, size, strategy)] if (query, size, strategy) in values.index else {}
         cells = [format_metric(name, metric.get(name)) for name in SIDE_BY_SIDE_COLUMNS]
         knobs = dict(knob.split("=") for knob in size.split(","))
-        line = [query, knobs.get("m", size), f"`{strategy}`", *cells, status[(query, size, strategy)]]
-        lines.append("| " + " | ".join(line) + " |")
-    return "\n".join(lines)
+        body.append([query, knobs.get("m", size), code(strategy), *cells, status[(query, size, strategy)]])
+    return Table(header, body).markdown
 
 
 def in_run_order(rows: pd.DataFrame, keys) -> list[tuple[str, str, str]]:
@@ -78,13 +76,11 @@ def in_run_order(rows: pd.DataFrame, keys) -> list[tuple[str, str, str]]:
 def format_metric(name: str, value: float | None) -> str:
     if value is None or pd.isna(value):
         return "—"
-    if name == "peak_rss_bytes":
-        return f"{value / 2**20:.1f} MiB"
-    if name == "relative_error":
-        return f"{value:.1e}"
-    if name == "compile_time":
-        return f"{value:.2f} s"
-    return f"{value * 1e3:.0f} ms" if value < 10 else f"{value:.1f} s"
+    if name == M.PEAK_RSS_BYTES:
+        return format_memory(value, name)
+    if name == M.RELATIVE_ERROR:
+        return format_error(value)
+    return format_seconds(value)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,16 +11,17 @@ import sys
 
 import pandas as pd
 
+from deqbench.harness.results.metrics import MetricName as M
 from deqbench.harness.results.run_folder import RunFolder
 
 METRICS = (
-    "time_median",
-    "compile_time",
-    "peak_rss_bytes",
-    "cuda_peak_bytes",
-    "jax_gpu_peak_bytes",
-    "xla_temp_size_in_bytes",
-    "saved_tensor_bytes",
+    M.TIME_MEDIAN,
+    M.COMPILE_TIME,
+    M.PEAK_RSS_BYTES,
+    M.CUDA_PEAK_BYTES,
+    M.JAX_GPU_PEAK_BYTES,
+    "xla_temp_size_in_bytes",  # one of the xla_<name> metrics (XLA's memory analysis)
+    M.SAVED_TENSOR_BYTES,
 )
 
 

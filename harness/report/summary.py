@@ -9,7 +9,6 @@ dim an unsupported cell.
 
 from __future__ import annotations
 
-import math
 import re
 
 import pandas as pd
@@ -17,10 +16,12 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from deqbench.harness.report.units import format_error, format_memory, format_seconds
 from deqbench.harness.results import rows as results
+from deqbench.harness.results.metrics import MetricName as M
 from deqbench.harness.results.status import FAILED_VERIFICATION, UNVERIFIED, Status
 
-MEMORY_METRICS = ("peak_rss_bytes", "cuda_peak_bytes")
+MEMORY_METRICS = (M.PEAK_RSS_BYTES, M.CUDA_PEAK_BYTES)
 
 #: Characters a result file may carry that a terminal would act on: C0 and C1 controls (ESC
 #: starts title-set, clear-screen and link sequences) but tab and newline, and the bidi
@@ -40,28 +41,6 @@ def harmless(rows: pd.DataFrame) -> pd.DataFrame:
     for column in rows.select_dtypes(include=["object", "string"]).columns:
         rows[column] = rows[column].map(lambda text: terminal_safe(text) if isinstance(text, str) else text)
     return rows
-
-
-def format_error(value: float) -> str:
-    return "—" if value is None or math.isnan(value) else f"{value:.1e}"
-
-
-def format_seconds(value: float) -> str:
-    if value is None or math.isnan(value):
-        return "—"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value * 1e9:.3g} ns"
-
-
-def format_bytes(value: float) -> str:
-    if value is None or math.isnan(value):
-        return "—"
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.0f} B"
 
 
 def cell_style(status: str, expected_exact: bool) -> str:
@@ -107,18 +86,27 @@ def cell_text(cell_rows: pd.DataFrame, values: dict[str, float] | None = None) -
     if status == Status.UNSUPPORTED:
         return Text("—", style=style)
     values = cell_metrics(cell_rows) if values is None else values
-    if status in (Status.ERROR, *UNVERIFIED) and "time_median" not in values:
+    if status in (Status.ERROR, *UNVERIFIED) and M.TIME_MEDIAN not in values:
         return Text(status, style=style)
     label = status if status in (Status.DIVERGED, Status.ERROR) else ""
-    error = format_error(metric_value(values, "relative_error"))
+    error = format_error(metric_value(values, M.RELATIVE_ERROR))
     lines = [
         f"{label} {error}".strip() if label else f"err {error}",
-        format_seconds(metric_value(values, "time_median")),
-        format_bytes(metric_value(values, MEMORY_METRICS)),
+        format_seconds(metric_value(values, M.TIME_MEDIAN)),
+        memory_text(values),
     ]
     if status == Status.WRONG and not exact:
         lines[0] += " *"
     return Text("\n".join(lines), style=style)
+
+
+def memory_text(values: dict[str, float]) -> str:
+    """The cell's peak memory (``values``: its :func:`cell_metrics`); under the meter's
+    resolution "< 64 KiB", not "0 B"."""
+    metric = next((name for name in MEMORY_METRICS if name in values), None)
+    if metric is None:
+        return format_memory(None, M.PEAK_RSS_BYTES)
+    return format_memory(values[metric], str(metric))
 
 
 def instance_table(subset: pd.DataFrame, metrics: dict[str, dict[str, float]]) -> Table:

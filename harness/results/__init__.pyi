@@ -2,6 +2,7 @@
 
 from . import rows as rows
 from .files import write_atomically as write_atomically
+from .metrics import MetricName as MetricName
 from .rows import COLUMNS as COLUMNS
 from .rows import Metric as Metric
 from .rows import format_size as format_size

@@ -23,6 +23,7 @@ import torch
 from deqbench.harness.oracle.cache import default_cache_dir
 from deqbench.harness.references import resolve_class
 from deqbench.harness.results import rows as results
+from deqbench.harness.results.metrics import MetricName
 from deqbench.harness.results.rows import Metric
 from deqbench.harness.results.status import Status
 from deqbench.harness.run.matrix import PlannedCell
@@ -59,9 +60,9 @@ def run_cell(planned: PlannedCell, context: CellContext, log_path: str | None, o
         verdict = judge(measurement, None, settings.verify_tol)
     else:
         measurement, verdict = measure_and_judge(planned, settings, context.memory_cap, log_path, oracles)
-    metrics = [*verdict.metrics, Metric("cell_wall_time", time.perf_counter() - start, "s")]
+    metrics = [*verdict.metrics, Metric(MetricName.CELL_WALL_TIME, time.perf_counter() - start, "s")]
     if measurement.status == MEASURED:
-        metrics.append(Metric("warmup", settings.warmup_runs, "count"))
+        metrics.append(Metric(MetricName.WARMUP, settings.warmup_runs, "count"))
     metadata = context.metadata
     if measurement.device_name:  # what the worker saw; also the default for later cells
         metadata["device_name"], metadata["threads"] = measurement.device_name, measurement.threads
@@ -202,6 +203,6 @@ def stopped_cell_rows(
 ) -> pd.DataFrame:
     """The rows of a cell that never came back (its executor lost it): recorded, not lost."""
     verdict = Verdict(status, message)
-    metrics = [Metric("cell_wall_time", float("nan"), "s")]
+    metrics = [Metric(MetricName.CELL_WALL_TIME, float("nan"), "s")]
     identity = cell_identity(planned, context.settings, context.run_id, context.metadata, verdict)
     return results.cell_rows(identity, metrics)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from deqbench.harness.oracle.accuracy import relative_errors
+from deqbench.harness.results.metrics import MetricName
 from deqbench.harness.results.rows import Metric
 from deqbench.harness.results.status import Status
 from deqbench.harness.worker.cell import CellSpec, build_problem
@@ -148,7 +149,7 @@ def stale_oracles(verdict: Verdict, oracles: dict[str, object], claimed_exact: b
 #: Two float64 oracles that share no code must agree this closely (relative), or neither's
 #: verdict is trusted.
 ORACLES_AGREE_TOL = 1e-10
-ACCURACY_METRICS = ("relative_error", "oracle_error_estimate")
+ACCURACY_METRICS = (MetricName.RELATIVE_ERROR, MetricName.ORACLE_ERROR_ESTIMATE)
 
 
 def judge_against(measurement: Measurement, oracles: dict[str, object], tol: float) -> Verdict:
@@ -167,7 +168,7 @@ def judge_against(measurement: Measurement, oracles: dict[str, object], tol: flo
         disagreement = oracle_disagreement(first_oracle, oracle)
         if disagreement is not None:
             value, output = disagreement
-            verdict.metrics.append(Metric("oracle_disagreement", value, "rel"))
+            verdict.metrics.append(Metric(MetricName.ORACLE_DISAGREEMENT, value, "rel"))
             if not value <= ORACLES_AGREE_TOL:
                 message = (
                     f"the {first} and {name} oracles disagree: relative difference {value:.3g} in {output} "
@@ -212,11 +213,13 @@ def divergence_message(measurement: Measurement) -> str:
 
 def accuracy_metrics(errors: dict[str, float], estimates: dict[str, float]) -> list[Metric]:
     """relative_error per output and its max; the oracle's own error estimate likewise."""
-    metrics = [Metric("relative_error", value, "rel", name) for name, value in errors.items()]
-    metrics.append(Metric("relative_error", max(errors.values()), "rel"))
-    metrics += [Metric("oracle_error_estimate", float(v), "rel", name) for name, v in estimates.items()]
+    metrics = [Metric(MetricName.RELATIVE_ERROR, value, "rel", name) for name, value in errors.items()]
+    metrics.append(Metric(MetricName.RELATIVE_ERROR, max(errors.values()), "rel"))
+    metrics += [
+        Metric(MetricName.ORACLE_ERROR_ESTIMATE, float(v), "rel", name) for name, v in estimates.items()
+    ]
     if estimates:
-        metrics.append(Metric("oracle_error_estimate", max(map(float, estimates.values())), "rel"))
+        metrics.append(Metric(MetricName.ORACLE_ERROR_ESTIMATE, max(map(float, estimates.values())), "rel"))
     return metrics
 
 
@@ -231,17 +234,19 @@ SOLVER_METRICS = {
 
 def measurement_metrics(measurement: Measurement) -> list[Metric]:
     metrics = [
-        Metric("time_median", measurement.time_median, "s"),
-        Metric("time_iqr", measurement.time_iqr, "s"),
+        Metric(MetricName.TIME_MEDIAN, measurement.time_median, "s"),
+        Metric(MetricName.TIME_IQR, measurement.time_iqr, "s"),
         Metric(measurement.memory_metric, measurement.peak_bytes, "B"),
-        Metric("saved_tensor_bytes", measurement.saved_bytes, "B"),
+        Metric(MetricName.SAVED_TENSOR_BYTES, measurement.saved_bytes, "B"),
     ]
     for phase in ("forward", "backward"):
         for name, unit in SOLVER_METRICS.items():
             key = f"{phase}_{name}"
             metrics.append(Metric(key, float(measurement.solver_totals.get(key, float("nan"))), unit))
-    metrics.append(Metric("repeats", len(measurement.times), "count"))
+    metrics.append(Metric(MetricName.REPEATS, len(measurement.times), "count"))
+    # each repeat's seconds (the output column numbers them): what noise tests compare
+    metrics += [Metric(MetricName.TIME_REPEAT, t, "s", str(i)) for i, t in enumerate(measurement.times)]
     if not math.isnan(measurement.compile_seconds):  # a compiled (JAX) strategy
-        metrics.append(Metric("compile_time", measurement.compile_seconds, "s"))
+        metrics.append(Metric(MetricName.COMPILE_TIME, measurement.compile_seconds, "s"))
         metrics += [Metric(f"xla_{name}", value, "B") for name, value in measurement.compiled_memory.items()]
     return metrics

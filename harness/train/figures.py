@@ -15,12 +15,14 @@ import pandas as pd
 from deqbench.harness.report.figures import (
     Made,
     Skipped,
+    figure_name,
     libraries,
     order_strategies,
     save,
     strategy_legend,
     strategy_style,
 )
+from deqbench.harness.results.metrics import MetricName as M
 from deqbench.harness.train.tables import drift_table, step_table, target_error
 
 
@@ -72,14 +74,17 @@ def finish(fig, name: str, title: str, caption: str, drawn: list[str], out: Path
 
 
 def loss_curves(steps: pd.DataFrame, problem: str, out: Path, formats: list[str]) -> Made | Skipped:
-    name, title = f"train_loss_{problem}", f"{problem}: training loss against step and against wall time"
-    data = steps[steps["loss"].notna()] if "loss" in steps else steps.iloc[:0]
+    name, title = (
+        figure_name("train_loss", problem),
+        f"{problem}: training loss against step and against wall time",
+    )
+    data = steps[steps[M.LOSS].notna()] if M.LOSS in steps else steps.iloc[:0]
     if data.empty:
         return Skipped(name, title, "no step recorded a loss")
     plt, _ = libraries()
     fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(11, 4))
-    drawn = draw_lines(by_step, data, "step", "loss")
-    draw_lines(by_time, data, "elapsed", "loss")
+    drawn = draw_lines(by_step, data, "step", M.LOSS)
+    draw_lines(by_time, data, "elapsed", M.LOSS)
     by_step.set_xlabel("Adam step")
     by_time.set_xlabel("training wall time [s] (steps only)")
     by_step.set_ylabel("training loss (physics + initial condition)\n(lower is better)")
@@ -92,14 +97,14 @@ def loss_curves(steps: pd.DataFrame, problem: str, out: Path, formats: list[str]
 
 
 def error_curves(steps: pd.DataFrame, problem: str, target: float, out: Path, formats: list[str]):
-    name, title = f"train_test_error_{problem}", f"{problem}: test error against wall time"
-    data = steps[steps["test_error"].notna()] if "test_error" in steps else steps.iloc[:0]
+    name, title = figure_name("train_test_error", problem), f"{problem}: test error against wall time"
+    data = steps[steps[M.TEST_ERROR].notna()] if M.TEST_ERROR in steps else steps.iloc[:0]
     if data.empty:
         return Skipped(name, title, "no test error was measured")
     plt, _ = libraries()
     fig, (by_time, by_step) = plt.subplots(1, 2, figsize=(11, 4))
-    drawn = draw_lines(by_time, data, "elapsed_before", "test_error")
-    draw_lines(by_step, data, "step", "test_error")
+    drawn = draw_lines(by_time, data, "elapsed_before", M.TEST_ERROR)
+    draw_lines(by_step, data, "step", M.TEST_ERROR)
     for ax in (by_time, by_step):
         ax.axhline(target, color="#444444", lw=0.9, ls=":")
     by_time.set_xlabel("training wall time [s] (steps only)")
@@ -115,7 +120,7 @@ def error_curves(steps: pd.DataFrame, problem: str, target: float, out: Path, fo
 
 
 def drift_curves(drift: pd.DataFrame, problem: str, out: Path, formats: list[str]) -> Made | Skipped:
-    name, title = f"train_drift_{problem}", f"{problem}: parameter drift from an exact strategy"
+    name, title = figure_name("train_drift", problem), f"{problem}: parameter drift from an exact strategy"
     data = drift[drift["problem"] == problem]
     if data.empty:
         return Skipped(

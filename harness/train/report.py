@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 from rich.text import Text
 
-from deqbench.harness.report.summary import format_bytes, format_seconds, terminal_safe
+from deqbench.harness.report.summary import terminal_safe
+from deqbench.harness.report.units import format_bytes, format_seconds
 from deqbench.harness.train.tables import final_table
 
 # --------------------------------------------------------------- rendering
@@ -79,13 +80,15 @@ def final_rows(table: pd.DataFrame) -> dict[str, tuple[str, list[list[str]]]]:
     return tables
 
 
-def markdown_final_table(table: pd.DataFrame) -> str:
-    from deqbench.harness.report.documents import Table, markdown_table
+def final_tables(table: pd.DataFrame) -> list:
+    """The final table as one :class:`writer.Table` per problem, captioned."""
+    from deqbench.harness.report.writer import Table, code
 
-    parts = []
+    tables = []
     for caption, body in final_rows(table).values():
-        parts += [f"**{caption}**", "", markdown_table(Table(FINAL_HEADER, body)), ""]
-    return "\n".join(parts)
+        rows = [[code(row[0].split("`")[1]) if row[0].startswith("`") else row[0], *row[1:]] for row in body]
+        tables.append(Table(FINAL_HEADER, rows, caption=caption))
+    return tables
 
 
 def plain_cell(cell: str) -> Text:
@@ -107,64 +110,35 @@ def print_final_table(table: pd.DataFrame, console) -> None:
 
 
 # ------------------------------------------------------------------ report
-def write_training_report(rows: pd.DataFrame, out: Path, formats: list[str]):
-    """Figures, report.md and report.html of training runs in ``out``; what was written."""
-    import html
+def training_document(rows: pd.DataFrame, figures: list):
+    """What a training report says, as a :class:`writer.Document` (written like a run report)."""
+    from deqbench.harness.report.documents import figure_blocks, metadata_table
+    from deqbench.harness.report.writer import Document, Paragraph, Section, Table, code
 
-    from deqbench.harness.report.documents import (
-        HTML_FILE,
-        MARKDOWN_FILE,
-        STYLE,
-        Table,
-        embedded,
-        html_table,
-        markdown_table,
-    )
-    from deqbench.harness.report.documents import metadata_table as runs_table
-    from deqbench.harness.report.figures import Made, Skipped
-    from deqbench.harness.train.figures import make_training_figures
-
-    figures = make_training_figures(rows, out, formats)
-    table = final_table(rows)
-    made = [f for f in figures if isinstance(f, Made)]
-    skipped = [f for f in figures if isinstance(f, Skipped)]
     stopped = rows.drop_duplicates(["source", "cell"])
     stopped = stopped[stopped["status"] != "ok"]
     stopped_table = Table(
         ["cell", "status", "message"],
-        [[f"`{c}`", s, m] for c, s, m in stopped[["cell", "status", "message"]].values],
+        [[code(c), s, m] for c, s, m in stopped[["cell", "status", "message"]].values],
     )
     intro = (
-        f"{rows['cell'].nunique()} training cells from {rows['source'].nunique()} run(s). "
-        "Each cell trains one "
-        "strategy's gradient (or the MLP baseline) from the seed's initial parameters."
+        f"{rows['cell'].nunique()} training cells from {rows['source'].nunique()} run(s). Each cell "
+        "trains one strategy's gradient (or the MLP baseline) from the seed's initial parameters."
     )
-    markdown = ["# deqbench training report", "", intro, "", "## Runs", "", markdown_table(runs_table(rows))]
-    markdown += ["", "## Final table", "", markdown_final_table(table), "## Figures", ""]
-    for figure in made:
-        image = figure.paths.get("png") or next(iter(figure.paths.values()))
-        markdown += [f"### {figure.title}", "", f"![{figure.title}]({image.name})", "", figure.caption, ""]
-    markdown += [f"- left out {f.title}: {f.reason}" for f in skipped]
-    markdown += ["", "## Cells that stopped", ""]
-    markdown.append(markdown_table(stopped_table) if len(stopped) else "None: every cell trained to the end.")
-    (out / MARKDOWN_FILE).write_text("\n".join(markdown) + "\n", encoding="utf-8")
+    none = Paragraph("None: every cell trained to the end.")
+    sections = [
+        Section("Runs", [metadata_table(rows)]),
+        Section("Final table", final_tables(final_table(rows))),
+        Section("Figures", figure_blocks(figures)),
+        Section("Cells that stopped", [stopped_table if len(stopped) else none]),
+    ]
+    return Document("deqbench training report", [intro], sections)
 
-    e = html.escape
-    page = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">']
-    page += [f"<title>deqbench training report</title><style>{STYLE}</style></head><body>"]
-    page += ["<h1>deqbench training report</h1>", f"<p>{e(intro)}</p>", "<h2>Runs</h2>"]
-    page += [html_table(runs_table(rows)), "<h2>Final table</h2>"]
-    for caption, body in final_rows(table).values():
-        page += [f"<p><b>{e(caption)}</b></p>", html_table(Table(FINAL_HEADER, body))]
-    page.append("<h2>Figures</h2>")
-    for figure in made:
-        page.append(
-            f'<figure id="{e(figure.name)}"><h3>{e(figure.title)}</h3>{embedded(figure)}'
-            f"<figcaption>{e(figure.caption)}</figcaption></figure>"
-        )
-    page += [f"<p>left out {e(f.title)}: {e(f.reason)}</p>" for f in skipped]
-    page.append("<h2>Cells that stopped</h2>")
-    page.append(html_table(stopped_table) if len(stopped) else "<p>None: every cell trained to the end.</p>")
-    page.append("</body></html>")
-    (out / HTML_FILE).write_text("\n".join(page), encoding="utf-8")
-    return figures, [out / MARKDOWN_FILE, out / HTML_FILE]
+
+def write_training_report(rows: pd.DataFrame, out: Path, formats: list[str]):
+    """Figures, report.md and report.html of training runs in ``out``; what was written."""
+    from deqbench.harness.report.writer import write_documents
+    from deqbench.harness.train.figures import make_training_figures
+
+    figures = make_training_figures(rows, out, formats)
+    return figures, write_documents(training_document(rows, figures), out)

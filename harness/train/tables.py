@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from deqbench.harness.report.figures import order_strategies
+from deqbench.harness.results.metrics import MetricName as M
 from deqbench.harness.results.run_folder import RunFolder, UnreadableRun
 from deqbench.harness.train.settings import TrainSettings
 
@@ -34,12 +35,12 @@ def step_table(rows: pd.DataFrame) -> pd.DataFrame:
     rows = rows if "source" in rows else rows.assign(source="")
     wide = rows.pivot_table(index=[*CELL_KEY, "step"], columns="metric", values="value", aggfunc="first")
     wide = wide.reset_index().sort_values([*CELL_KEY, "step"])
-    if "step_time" not in wide:
-        wide["step_time"] = math.nan
-    wide["elapsed"] = wide.groupby(CELL_KEY)["step_time"].transform(lambda s: s.fillna(0).cumsum())
+    if M.STEP_TIME not in wide:
+        wide[M.STEP_TIME] = math.nan
+    wide["elapsed"] = wide.groupby(CELL_KEY)[M.STEP_TIME].transform(lambda s: s.fillna(0).cumsum())
     # the wall time *at the start* of a step: a test error at step k is of the parameters
     # reached after k steps, i.e. after the time of the steps before it
-    wide["elapsed_before"] = wide["elapsed"] - wide["step_time"].fillna(0)
+    wide["elapsed_before"] = wide["elapsed"] - wide[M.STEP_TIME].fillna(0)
     return wide.reset_index(drop=True)
 
 
@@ -111,8 +112,8 @@ def drift_table(rows: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------ final table
 def time_to_target(steps: pd.DataFrame, target: float) -> float:
     """Training wall time (s) until the test error first reached ``target``; NaN if never."""
-    evaluated = steps[steps["test_error"].notna()] if "test_error" in steps else steps.iloc[:0]
-    reached = evaluated[evaluated["test_error"] <= target]
+    evaluated = steps[steps[M.TEST_ERROR].notna()] if M.TEST_ERROR in steps else steps.iloc[:0]
+    reached = evaluated[evaluated[M.TEST_ERROR] <= target]
     return float(reached["elapsed_before"].iloc[0]) if len(reached) else math.nan
 
 
@@ -120,26 +121,26 @@ def cell_summary(rows: pd.DataFrame, target: float) -> pd.DataFrame:
     """One row per cell: per-step medians, the final loss and test error, time to target."""
     steps = step_table(rows)
     cells = rows.drop_duplicates(["source", "cell"]).set_index(["source", "cell"])
-    memory_metric = "cuda_peak_bytes" if "cuda_peak_bytes" in steps else "peak_rss_bytes"
+    memory_metric = M.CUDA_PEAK_BYTES if M.CUDA_PEAK_BYTES in steps else M.PEAK_RSS_BYTES
     records = []
     for key, group in steps.groupby(CELL_KEY, sort=False):
         source, cell = key[0], key[1]
-        trained = group[group["step_time"].notna()]
-        errors = group["test_error"].dropna() if "test_error" in group else pd.Series(dtype=float)
+        trained = group[group[M.STEP_TIME].notna()]
+        errors = group[M.TEST_ERROR].dropna() if M.TEST_ERROR in group else pd.Series(dtype=float)
         records.append(
             {
                 **dict(zip(CELL_KEY, key, strict=True)),
                 "status": cells.loc[(source, cell), "status"],
                 "message": cells.loc[(source, cell), "message"],
                 "steps": len(trained),
-                "step_time": trained["step_time"].median(),
+                "step_time": trained[M.STEP_TIME].median(),
                 "memory": trained[memory_metric].median() if memory_metric in trained else math.nan,
                 "forward_iterations": median_of(trained, "forward_iterations"),
                 "backward_iterations": median_of(trained, "backward_iterations"),
-                "final_loss": trained["loss"].iloc[-1] if len(trained) else math.nan,
+                "final_loss": trained[M.LOSS].iloc[-1] if len(trained) else math.nan,
                 "final_error": errors.iloc[-1] if len(errors) else math.nan,
                 "time_to_target": time_to_target(group, target),
-                "total_time": trained["step_time"].sum(),
+                "total_time": trained[M.STEP_TIME].sum(),
             }
         )
     return pd.DataFrame.from_records(records)
@@ -172,7 +173,7 @@ def final_table(rows: pd.DataFrame, sources=None) -> pd.DataFrame:
                 "seeds": len(group),
                 "stopped": int((group["status"] != "ok").sum()),
                 "steps": int(group["steps"].median()),
-                "step_time": group["step_time"].median(),
+                "step_time": group[M.STEP_TIME].median(),
                 "memory": group["memory"].median(),
                 "forward_iterations": group["forward_iterations"].median(),
                 "backward_iterations": group["backward_iterations"].median(),
