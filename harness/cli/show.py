@@ -34,5 +34,5 @@ def show_command(directory: Path) -> None:
             markup=False,
         )
     summary.print_summary(rows, console)
-    if not rows.empty:  # the answer last, where a terminal leaves the eye
-        recommend.print_block(recommend.block_for_rows(rows), console)
+    if not rows.empty:  # the answer last, where a terminal leaves the eye; names as harmless text
+        recommend.print_block(recommend.block_for_rows(summary.harmless(rows)), console)
