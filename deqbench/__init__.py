@@ -12,17 +12,47 @@ The Python API in a few lines::
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 from deqbench._version import __version__
-from deqbench.harness.run.api import run
-from deqbench.problems.base import PROBLEMS, FunctionProblem, Problem
-from deqbench.queries import (
-    QUERIES,
-    NotConvergedWarning,
-    QueryResult,
-    UnsupportedQueryError,
-)
-from deqbench.strategies.base import STRATEGIES, Strategy
-from deqbench.tolerances import solver_tol, verify_tol
+
+if TYPE_CHECKING:
+    from deqbench.harness.run.api import run
+    from deqbench.problems.base import PROBLEMS, FunctionProblem, Problem
+    from deqbench.queries import QUERIES, NotConvergedWarning, QueryResult, UnsupportedQueryError
+    from deqbench.strategies.base import STRATEGIES, Strategy
+    from deqbench.tolerances import solver_tol, verify_tol
+
+#: Public name -> the module that defines it, imported on first use: `import deqbench` (and
+#: so the `deqbench` command's --version and --help) stays free of torch until a name is used.
+_LAZY = {
+    "run": "deqbench.harness.run.api",
+    "PROBLEMS": "deqbench.problems.base",
+    "FunctionProblem": "deqbench.problems.base",
+    "Problem": "deqbench.problems.base",
+    "QUERIES": "deqbench.queries",
+    "NotConvergedWarning": "deqbench.queries",
+    "QueryResult": "deqbench.queries",
+    "UnsupportedQueryError": "deqbench.queries",
+    "STRATEGIES": "deqbench.strategies.base",
+    "Strategy": "deqbench.strategies.base",
+    "solver_tol": "deqbench.tolerances",
+    "verify_tol": "deqbench.tolerances",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deqbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 def get_strategy(name: str, **settings) -> Strategy:
@@ -31,11 +61,15 @@ def get_strategy(name: str, **settings) -> Strategy:
     f_tol and b_tol left out (or None) follow each problem's dtype (:func:`solver_tol`:
     1e-10 in float64, 1e-5 in float32), so the same strategy serves both.
     """
+    from deqbench.strategies.base import STRATEGIES
+
     return STRATEGIES.get(name)(**settings)
 
 
 def get_problem(name: str, preset: str = "default", **kwargs) -> Problem:
     """A problem instance by registry name: a size preset, overrides, seed, dtype, device."""
+    from deqbench.problems.base import PROBLEMS
+
     return PROBLEMS.get(name)(preset, **kwargs)
 
 

@@ -27,6 +27,7 @@ from deqbench.harness.run.executors import Executor, LocalExecutor
 from deqbench.harness.run.matrix import PlannedCell, plan
 from deqbench.harness.run.progress import Reporter, SilentReporter
 from deqbench.harness.run.settings import RunSettings
+from deqbench.strategies.base import STRATEGIES
 
 
 class RunAborted(RuntimeError):
@@ -137,10 +138,12 @@ def execute(
             folder.remove_partial_files()
             done = folder.finished()
             todo = [p for p in planned_cells if p.cell.id not in done]
+            parallel = getattr(executor, "parallel_cells", 0)
+            reporter.plan(plan_line(planned_cells, todo, parallel))
             context = CellContext(
                 settings,
                 run["run_id"],
-                {**results.run_metadata(), **machine_defaults(settings)},
+                {**results.run_metadata(), **machine_defaults(settings), "parallel_cells": parallel},
                 settings.memory_cap(),
             )
             finished = executor.run_cells(
@@ -152,6 +155,53 @@ def execute(
     except FolderInUse as error:
         raise BadInput(str(error)) from None
     return folder.read()
+
+
+#: Rough seconds of one quick-size cell on one CPU, by the strategy's backend, measured on
+#: `make run`'s problems (JAX pays its import and compilation in every cell); the plan's
+#: estimate only, which the progress line then corrects from the run's own pace.
+SECONDS_PER_CELL = {"torch": 3.0, "jax": 7.0}
+
+
+def plan_line(planned: list[PlannedCell], todo: list[PlannedCell], parallel: int) -> str:
+    """One line before the first cell: how many cells, of which strategies x problems x
+    queries, how many are left to run, how many at once, and a rough estimate of the time.
+
+    ``parallel``: cells at once (0: the executor does not say, a cluster)."""
+    strategies = dict.fromkeys(p.cell.strategy for p in planned)
+    problems = dict.fromkeys((p.cell.problem, p.cell.variant) for p in planned)
+    queries = dict.fromkeys(p.cell.query for p in planned)
+    shape = " x ".join(
+        counted(len(names), *nouns)
+        for names, nouns in (
+            (strategies, ("strategy", "strategies")),
+            (problems, ("problem", "problems")),
+            (queries, ("query", "queries")),
+        )
+    )
+    refused = sum(not p.cell.supported for p in todo)
+    parts = [f"plan: {len(planned)} cells ({shape})"]
+    if len(todo) != len(planned):
+        parts.append(f"{len(todo)} left to run")
+    if refused:
+        parts.append(f"{refused} unsupported by their strategy")
+    if parallel:
+        parts.append(f"{parallel} at a time" if parallel > 1 else "one at a time")
+        parts.append(f"estimate about {estimate_minutes(todo, parallel)} (quick-size cells)")
+    return ", ".join(parts)
+
+
+def counted(count: int, singular: str, plural: str) -> str:
+    """1 problem, 3 strategies."""
+    return f"{count} {singular if count == 1 else plural}"
+
+
+def estimate_minutes(todo: list[PlannedCell], parallel: int) -> str:
+    seconds = sum(
+        SECONDS_PER_CELL.get(STRATEGIES.get(p.cell.strategy).backend, 3.0) for p in todo if p.cell.supported
+    )
+    minutes = seconds / parallel / 60
+    return f"{minutes:.0f} min" if minutes >= 1 else "1 min"
 
 
 def write_cell(folder: RunFolder, planned: PlannedCell, rows: pd.DataFrame, finished_before: int) -> None:

@@ -91,9 +91,13 @@ def preload() -> None:
     gc.freeze()
 
 
-def serve(parent_pid: int) -> None:
-    """The worker server's main loop (runs in its own interpreter)."""
+def serve(parent_pid: int, cpus: list[int] | None = None) -> None:
+    """The worker server's main loop (runs in its own interpreter). ``cpus``: the CPUs it
+    and every job it forks may use, set before torch is imported so that torch's and XLA's
+    thread pools are sized to them (cells run side by side each on a CPU of its own)."""
     die_with_parent(parent_pid)
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     preload()
     # Ctrl-C reaches the whole process group. The server and its cells ignore it: the parent
     # decides (it kills the cell in flight and stops), and the server ends when it reads
@@ -166,11 +170,13 @@ def redirect_output(log_path: str | None) -> None:
 
 # ------------------------------------------------------------------ in the parent
 class WorkerServer:
-    """The parent's handle on the worker server: start it once, run jobs through it."""
+    """The parent's handle on the worker server: start it once, run jobs through it.
+    ``cpus``: the CPUs the server and its jobs may use (None: all this process may)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpus: list[int] | None = None) -> None:
+        serve_call = f"serve({os.getpid()}, {sorted(cpus) if cpus else None})"
         self.process = subprocess.Popen(
-            [sys.executable, "-c", f"from deqbench.harness.worker.server import serve; serve({os.getpid()})"],
+            [sys.executable, "-c", f"from deqbench.harness.worker.server import serve; {serve_call}"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -276,16 +282,47 @@ def death_record(exitcode: int | None) -> Stopped:
 
 
 #: One worker server per thread: a server's protocol is one job at a time, and an executor
-#: that runs cells from several threads (a Dask worker's thread pool) gives each its own.
+#: that runs cells from several threads (a Dask worker's thread pool, ``--jobs``) gives each
+#: its own.
 _local = threading.local()
+
+
+class RunStopped(RuntimeError):
+    """A job asked of a :class:`Slot` that its executor has stopped (the run was interrupted)."""
+
+
+@dataclass
+class Slot:
+    """One of the places where an executor runs cells side by side (``--jobs``): the CPUs
+    its worker server may use. Stopping it kills its server, and with it the job in flight,
+    and refuses new jobs, so an interrupted run does not wait for the cells in flight."""
+
+    cpus: list[int] | None = None
+    stopped: bool = False
+    server: WorkerServer | None = None
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.server is not None and self.server.alive():
+            self.server.process.kill()
+
+
+def use_slot(slot: Slot) -> None:
+    """Run this thread's jobs in ``slot`` (its CPUs; its stop)."""
+    _local.slot = slot
 
 
 def worker_server() -> WorkerServer:
     """This thread's worker server, started on first use and again if it died."""
+    slot = getattr(_local, "slot", None)
+    if slot is not None and slot.stopped:
+        raise RunStopped("the run was stopped")
     server = getattr(_local, "server", None)
     if server is None or not server.alive():
-        server = _local.server = WorkerServer()
+        server = _local.server = WorkerServer(slot.cpus if slot else None)
         atexit.register(server.close)
+        if slot is not None:
+            slot.server = server
     return server
 
 
