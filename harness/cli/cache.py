@@ -1,4 +1,5 @@
-"""``deqbench cache info|clear``: look after the oracle's disk cache (:mod:`.oracle_cache`).
+"""``deqbench cache info|clear``: look after the oracle's disk cache (:mod:`.oracle_cache`)
+and JAX's compiled programs (:mod:`~deqbench.harness.worker.jax_cache`).
 
 The group is registered on the ``deqbench`` command in ``cli.py``; on its own it is a plain
 click group, which is how the tests drive it.
@@ -12,6 +13,7 @@ from pathlib import Path
 import click
 
 from deqbench.harness.oracle.cache import CACHE_ENV, OracleCache
+from deqbench.harness.worker import jax_cache
 
 WHERE = (
     f"The cache lives in ${CACHE_ENV} if set, else in $XDG_CACHE_HOME/deqbench/oracle, else in "
@@ -21,6 +23,13 @@ KEYED = (
     "Entries are keyed by a fingerprint of the numbers the oracle computes on (parameters, "
     "inputs, the layer and losses at probe points, torch and oracle versions), so an edited "
     "problem, a changed data file or a new torch never reuses an old answer."
+)
+
+JAX_WHERE = (
+    f"JAX's compiled programs live in ${jax_cache.JAX_CACHE_ENV} if set ('off' turns that cache "
+    "off), else in $XDG_CACHE_HOME/deqbench/jax, else in ~/.cache/deqbench/jax, one folder per "
+    "jax and jaxlib version, so an upgrade never loads a program an older XLA compiled; "
+    "--jax-dir overrides them. With --dir alone, only the oracle's cache is looked at."
 )
 
 BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB")
@@ -35,6 +44,24 @@ directory_option = click.option(
 )
 
 
+jax_directory_option = click.option(
+    "--jax-dir",
+    "jax_directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    metavar="PATH",
+    help=f"JAX cache directory to use instead of ${jax_cache.JAX_CACHE_ENV} or the default.",
+)
+
+
+def jax_base(directory: Path | None, jax_directory: Path | None) -> Path | None:
+    """The JAX cache folder a command looks at: --jax-dir, else none when --dir names another
+    oracle cache (a test's, say), else the configured one (None when turned off)."""
+    if jax_directory is not None:
+        return jax_directory
+    return None if directory is not None else jax_cache.base_dir()
+
+
 def human_bytes(size: int) -> str:
     """1536 -> '1.5 KiB'; bytes below a KiB as they are."""
     if size < 1024:
@@ -43,7 +70,11 @@ def human_bytes(size: int) -> str:
     return f"{size / 1024**exponent:.1f} {BINARY_UNITS[exponent - 1]}"
 
 
-@click.group("cache", help=f"The oracle's disk cache of answers.\n\n{WHERE}\n\n{KEYED}")
+@click.group(
+    "cache",
+    help="The oracle's disk cache of answers, and JAX's compiled programs."
+    f"\n\n{WHERE}\n\n{KEYED}\n\n{JAX_WHERE}",
+)
 def cache() -> None:
     pass
 
@@ -53,11 +84,13 @@ def cache() -> None:
     help=(
         "Show where the cache is, how many entries it holds and how much space they take, "
         "per problem, and how many are unreadable (each entry is read and its checksum "
-        "verified; an unreadable one is recomputed when next needed).\n\n" + WHERE + "\n\n" + KEYED
+        "verified; an unreadable one is recomputed when next needed); then JAX's compiled "
+        "programs per jax version.\n\n" + WHERE + "\n\n" + KEYED + "\n\n" + JAX_WHERE
     ),
 )
 @directory_option
-def info(directory: Path | None) -> None:
+@jax_directory_option
+def info(directory: Path | None, jax_directory: Path | None) -> None:
     summary = OracleCache(directory).info()
     click.echo(f"directory:  {summary['directory']}")
     click.echo(f"entries:    {summary['entries']}")
@@ -67,20 +100,38 @@ def info(directory: Path | None) -> None:
         click.echo("per problem:")
     for problem, count in sorted(summary["problems"].items()):
         click.echo(f"  {problem}: {count}")
+    if directory is None or jax_directory is not None:  # --dir alone: that oracle cache only
+        echo_jax_info(jax_base(directory, jax_directory))
+
+
+def echo_jax_info(base: Path | None) -> None:
+    """JAX's compiled programs: where, and per jax version how many and how large."""
+    if base is None:
+        click.echo(f"jax programs: off (${jax_cache.JAX_CACHE_ENV}={jax_cache.OFF})")
+        return
+    summary = jax_cache.info(base)
+    click.echo(f"jax programs: {summary['directory']}")
+    for version, folder in summary["versions"].items():
+        current = " (this installation)" if version == summary["current"] else ""
+        click.echo(f"  {version}: {folder['programs']} files, {human_bytes(folder['bytes'])}{current}")
 
 
 @cache.command(
     "clear",
     help=(
         "Remove every oracle answer from the cache (they are recomputed when next needed). "
-        "Only the cache's own entry files go; any other file in the directory stays.\n\n"
+        "Only the cache's own entry files go; any other file in the directory stays. JAX's "
+        "compiled programs go too (compiled again when next needed).\n\n"
         + WHERE
         + "\n\n"
         + KEYED
+        + "\n\n"
+        + JAX_WHERE
     ),
 )
 @directory_option
-def clear(directory: Path | None) -> None:
+@jax_directory_option
+def clear(directory: Path | None, jax_directory: Path | None) -> None:
     oracle_cache = OracleCache(directory)
     try:
         removed = oracle_cache.clear()
@@ -88,3 +139,10 @@ def clear(directory: Path | None) -> None:
         raise click.ClickException(f"cannot clear {oracle_cache.directory}: {error}") from error
     noun = "entry" if removed == 1 else "entries"
     click.echo(f"removed {removed} oracle cache {noun} from {oracle_cache.directory}")
+    base = jax_base(directory, jax_directory)
+    if base is not None:
+        try:
+            files = jax_cache.clear(base)
+        except OSError as error:
+            raise click.ClickException(f"cannot clear {base}: {error}") from error
+        click.echo(f"removed {files} compiled JAX program files from {base}")
