@@ -124,7 +124,7 @@ def status_counts(rows: pd.DataFrame) -> Text:
         parts.append(f"{int(deviating.sum())} {DEVIATES}")
     failed = len(results.failed_cells(rows))
     unverified = len(results.unverified_cells(rows))
-    text = Text(f"{len(cells)} cells: " + ", ".join(parts) + ". ")
+    text = Text(f"{len(cells)} cell{'' if len(cells) == 1 else 's'}: " + ", ".join(parts) + ". ")
     if failed:
         text.append(f"{failed} failed verification on a query the strategy claims exact. ", "bold red")
     if unverified:

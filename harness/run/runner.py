@@ -39,7 +39,8 @@ def prepare_out(out: str | os.PathLike | None) -> Path:
     """Where a new run goes, checked (not created): absent or empty, and creatable."""
     path = Path(out) if out is not None else Path("results") / results.new_run_id()
     if RunFolder(path).exists():
-        raise BadInput(f"--out {path} already holds a run; finish it with --resume {path}, or choose another")
+        next_step = what_next(RunFolder(path))
+        raise BadInput(f"--out {path} already holds a run; {next_step}, or choose another --out")
     if path.exists() and not path.is_dir():
         raise BadInput(f"--out {path} is a file; accepted: a new or empty folder")
     if path.is_dir() and any(p.name != ".lock" for p in path.iterdir()):
@@ -52,6 +53,19 @@ def prepare_out(out: str | os.PathLike | None) -> Path:
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise BadInput(f"cannot create --out {path}: {ancestor} is not writable")
     return path
+
+
+def what_next(folder: RunFolder) -> str:
+    """What to do with an existing run folder: report a complete one, resume the others."""
+    try:
+        planned, done = len(folder.load()["cells"]), len(folder.finished())
+    except (UnreadableRun, KeyError, OSError):
+        return f"finish it with --resume {folder.path}"
+    if done >= planned:
+        cells = counted(planned, "cell", "cells")
+        report = f"deqbench report {folder.path} --out {folder.path}-report"
+        return f"it is complete ({cells} finished): {report}, or deqbench show {folder.path}"
+    return f"{done} of its {planned} cells are finished; finish it with --resume {folder.path}"
 
 
 def create_run(settings: RunSettings, out: Path, cell_ids: list[str], **extra: Any) -> tuple[RunFolder, dict]:
