@@ -133,7 +133,7 @@ def run_command(
     except (BadInput, runner.RunAborted) as error:
         fail(str(error))
     summary.print_summary(rows, console)
-    console.print(summary.next_command(folder.path), highlight=False)
+    console.print(summary.next_command(folder.path), highlight=False, soft_wrap=True)
     failing = len(results.failed_cells(rows)) + len(results.unverified_cells(rows))
     sys.exit(EXIT_FAILED if failing else 0)
 

@@ -111,7 +111,7 @@ class ProgressReporter:
         self.progress.stop()
 
     def plan(self, line: str) -> None:
-        self.console.print(line, highlight=False)
+        self.console.print(line, highlight=False, soft_wrap=True)
 
     def started(self, planned, index: int, total: int) -> None:
         if self.task is None:
@@ -121,7 +121,7 @@ class ProgressReporter:
     def finished(self, planned, status: str) -> None:
         if worth_a_line(status):
             style = summary.cell_style(status, planned.cell.expected_exact)
-            self.console.print(finished_line(planned, status), style=style, highlight=False)
+            self.console.print(finished_line(planned, status), style=style, highlight=False, soft_wrap=True)
         self.progress.advance(self.task)
 
 
@@ -147,7 +147,7 @@ class LineReporter:
 
     def plan(self, line: str) -> None:
         self.start = self.last_line_at = self.clock()
-        self.console.print(line, highlight=False)
+        self.console.print(line, highlight=False, soft_wrap=True)
 
     def started(self, planned, index: int, total: int) -> None:
         with self.lock:
@@ -159,7 +159,7 @@ class LineReporter:
         with self.lock:
             self.done += 1
             if worth_a_line(status):
-                self.console.print(finished_line(planned, status), highlight=False)
+                self.console.print(finished_line(planned, status), highlight=False, soft_wrap=True)
             step = max(1, round(LINE_EVERY_FRACTION * self.total))
             waited = self.clock() - self.last_line_at >= LINE_EVERY_S
             if self.done - self.done_at_last_line >= step or waited or self.done == self.total:
@@ -174,7 +174,8 @@ class LineReporter:
         if 0 < self.done < self.total:
             left = f", about {clock(elapsed / self.done * (self.total - self.done))} left"
         counts = f"{self.done}/{self.total} cells ({percent:.0f}%)"
-        self.console.print(f"progress: {counts}, {clock(elapsed)} elapsed{left}{extra}", highlight=False)
+        line = f"progress: {counts}, {clock(elapsed)} elapsed{left}{extra}"
+        self.console.print(line, highlight=False, soft_wrap=True)
         self.last_line_at, self.done_at_last_line = now, self.done
 
 

@@ -18,6 +18,7 @@ import importlib.metadata
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 JAX_CACHE_ENV = "DEQBENCH_JAX_CACHE_DIR"
@@ -63,6 +64,20 @@ def enable(jax) -> Path | None:
     jax.config.update("jax_compilation_cache_dir", str(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return directory
+
+
+def process_state() -> dict:
+    """This process's JAX: whether it is imported, whether an XLA backend has started (after
+    which XLA's settings no longer apply), and the cache folder it compiles into. What a
+    worker server's fresh child sees: imported, not started, the cache on."""
+    from deqbench.harness.worker.measure import jax_backend_started
+
+    jax = sys.modules.get("jax")
+    return {
+        "imported": jax is not None,
+        "backend_started": jax_backend_started(),
+        "cache_dir": jax.config.jax_compilation_cache_dir if jax is not None else None,
+    }
 
 
 def version_folders(base: Path) -> list[Path]:
