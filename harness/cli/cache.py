@@ -34,24 +34,21 @@ JAX_WHERE = (
 
 BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB")
 
-directory_option = click.option(
-    "--dir",
-    "directory",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    metavar="PATH",
-    help=f"Cache directory to use instead of ${CACHE_ENV} or the default.",
-)
+
+def folder_option(flag: str, name: str, what: str, variable: str):
+    """A --dir-like option: a cache folder to use instead of ``variable``'s or the default."""
+    return click.option(
+        flag,
+        name,
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        metavar="PATH",
+        help=f"{what} directory to use instead of ${variable} or the default.",
+    )
 
 
-jax_directory_option = click.option(
-    "--jax-dir",
-    "jax_directory",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    metavar="PATH",
-    help=f"JAX cache directory to use instead of ${jax_cache.JAX_CACHE_ENV} or the default.",
-)
+directory_option = folder_option("--dir", "directory", "Cache", CACHE_ENV)
+jax_directory_option = folder_option("--jax-dir", "jax_directory", "JAX cache", jax_cache.JAX_CACHE_ENV)
 
 
 def jax_base(directory: Path | None, jax_directory: Path | None) -> Path | None:
