@@ -4,6 +4,7 @@ cells side by side (--jobs), JAX's compilation cache and the `-p file.py` form."
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -30,7 +31,7 @@ from deqbench.harness.run.matrix import plan
 from deqbench.harness.run.progress import LINE_EVERY_S, LineReporter, finished_line
 from deqbench.harness.run.settings import make_settings
 from deqbench.harness.worker import jax_cache
-from deqbench.harness.worker.server import run_job
+from deqbench.harness.worker.server import RunStopped, Slot, run_job, use_slot
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -230,6 +231,27 @@ def test_cells_side_by_side_give_the_same_cells_statuses_and_errors_and_say_so(t
     assert first.keys() == second.keys()
     assert all(second[key] == pytest.approx(first[key], rel=1e-6, abs=1e-14) for key in first)
     assert set(one["parallel_cells"]) == {1} and set(two["parallel_cells"]) == {2}
+
+
+@pytest.mark.skipif(len(usable_cpus()) < 2, reason="slots on different CPUs need two")
+def test_a_job_runs_on_its_slots_cpu_whichever_thread_runs_it():
+    first, second = (Slot(cpus=[cpu]) for cpu in usable_cpus()[:2])
+    try:
+        seen = []
+        for slot in (first, second, first):  # one thread, as a pool's thread moves between slots
+            use_slot(slot)
+            seen.append(run_job(functools.partial(os.sched_getaffinity, 0)))
+        assert seen == [set(first.cpus), set(second.cpus), set(first.cpus)]
+    finally:
+        use_slot(None)
+        first.stop()
+        second.stop()
+    with pytest.raises(RunStopped):
+        use_slot(first)
+        try:
+            run_job(functools.partial(os.getpid))
+        finally:
+            use_slot(None)
 
 
 def test_an_old_row_file_without_parallel_cells_reads_as_one_at_a_time(tmp_path):

@@ -107,9 +107,12 @@ class LocalExecutor:
         free = list(slots)
 
         def in_slot(slot: Slot, planned: PlannedCell, index: int) -> pd.DataFrame:
-            use_slot(slot)
-            on_start(planned, index)
-            return run_one(planned, context, folder)
+            use_slot(slot)  # the pool's thread runs this cell in this slot's server
+            try:
+                on_start(planned, index)
+                return run_one(planned, context, folder)
+            finally:
+                use_slot(None)
 
         pending = list(enumerate(todo))[::-1]
         running: dict[Future, tuple[Slot, PlannedCell]] = {}

@@ -313,13 +313,22 @@ class RunStopped(RuntimeError):
 
 @dataclass
 class Slot:
-    """One of the places where an executor runs cells side by side (``--jobs``): the CPUs
-    its worker server may use. Stopping it kills its server, and with it the job in flight,
+    """One of the places where an executor runs cells side by side (``--jobs``): a worker
+    server of its own on its CPUs, used by one thread at a time (whichever thread of the
+    pool runs the slot's cell). Stopping it kills its server, and with it the job in flight,
     and refuses new jobs, so an interrupted run does not wait for the cells in flight."""
 
     cpus: list[int] | None = None
     stopped: bool = False
     server: WorkerServer | None = None
+
+    def worker_server(self) -> WorkerServer:
+        if self.stopped:
+            raise RunStopped("the run was stopped")
+        if self.server is None or not self.server.alive():
+            self.server = WorkerServer(self.cpus)
+            atexit.register(self.server.close)
+        return self.server
 
     def stop(self) -> None:
         self.stopped = True
@@ -327,22 +336,21 @@ class Slot:
             self.server.process.kill()
 
 
-def use_slot(slot: Slot) -> None:
-    """Run this thread's jobs in ``slot`` (its CPUs; its stop)."""
+def use_slot(slot: Slot | None) -> None:
+    """Run this thread's jobs in ``slot`` (its server, on its CPUs); None: the thread's own."""
     _local.slot = slot
 
 
 def worker_server() -> WorkerServer:
-    """This thread's worker server, started on first use and again if it died."""
+    """The worker server of this thread's slot, or else this thread's own; started on first
+    use and again if it died."""
     slot = getattr(_local, "slot", None)
-    if slot is not None and slot.stopped:
-        raise RunStopped("the run was stopped")
+    if slot is not None:
+        return slot.worker_server()
     server = getattr(_local, "server", None)
     if server is None or not server.alive():
-        server = _local.server = WorkerServer(slot.cpus if slot else None)
+        server = _local.server = WorkerServer()
         atexit.register(server.close)
-        if slot is not None:
-            slot.server = server
     return server
 
 
