@@ -8,98 +8,14 @@ The Python API in a few lines::
     result.values, result.converged
 
     rows = deqbench.run("analytic,unrolled", "tanh", "pinn_grad", quick=True)  # a DataFrame
+
+Public names: those of __init__.pyi beside this file, each loaded on first use
+(lazy_loader), so that `import deqbench` (and with it the `deqbench` command's --version
+and --help) imports no torch until a name is used.
 """
 
-from __future__ import annotations
+import lazy_loader
 
-import importlib
-from typing import TYPE_CHECKING
+from deqbench._version import __version__ as __version__
 
-from deqbench._version import __version__
-
-if TYPE_CHECKING:
-    from deqbench.harness.run.api import run
-    from deqbench.problems.base import PROBLEMS, FunctionProblem, Problem
-    from deqbench.queries import QUERIES, NotConvergedWarning, QueryResult, UnsupportedQueryError
-    from deqbench.strategies.base import STRATEGIES, Strategy
-    from deqbench.tolerances import solver_tol, verify_tol
-
-#: Public name -> the module that defines it, imported on first use: `import deqbench` (and
-#: so the `deqbench` command's --version and --help) stays free of torch until a name is used.
-_LAZY = {
-    "run": "deqbench.harness.run.api",
-    "PROBLEMS": "deqbench.problems.base",
-    "FunctionProblem": "deqbench.problems.base",
-    "Problem": "deqbench.problems.base",
-    "QUERIES": "deqbench.queries",
-    "NotConvergedWarning": "deqbench.queries",
-    "QueryResult": "deqbench.queries",
-    "UnsupportedQueryError": "deqbench.queries",
-    "STRATEGIES": "deqbench.strategies.base",
-    "Strategy": "deqbench.strategies.base",
-    "solver_tol": "deqbench.tolerances",
-    "verify_tol": "deqbench.tolerances",
-}
-
-
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'deqbench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
-
-def get_strategy(name: str, **settings) -> Strategy:
-    """A strategy by registry name, with solver settings (f_tol=..., b_max_iter=...).
-
-    f_tol and b_tol left out (or None) follow each problem's dtype (:func:`solver_tol`:
-    1e-10 in float64, 1e-5 in float32), so the same strategy serves both.
-    """
-    from deqbench.strategies.base import STRATEGIES
-
-    return STRATEGIES.get(name)(**settings)
-
-
-def get_problem(name: str, preset: str = "default", **kwargs) -> Problem:
-    """A problem instance by registry name: a size preset, overrides, seed, dtype, device."""
-    from deqbench.problems.base import PROBLEMS
-
-    return PROBLEMS.get(name)(preset, **kwargs)
-
-
-def query(strategy: str | Strategy, problem: Problem, name: str) -> QueryResult:
-    """Answer one query; warns (NotConvergedWarning) when a solve did not converge.
-
-    A strategy given by name gets default settings: tolerances of the problem's dtype.
-    """
-    if isinstance(strategy, str):
-        strategy = get_strategy(strategy)
-    result = strategy.run(name, problem)
-    result.warn_if_not_converged()
-    return result
-
-
-__all__ = [
-    "__version__",
-    "PROBLEMS",
-    "QUERIES",
-    "STRATEGIES",
-    "FunctionProblem",
-    "NotConvergedWarning",
-    "Problem",
-    "QueryResult",
-    "Strategy",
-    "UnsupportedQueryError",
-    "get_problem",
-    "get_strategy",
-    "query",
-    "run",
-    "solver_tol",
-    "verify_tol",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)
