@@ -171,10 +171,11 @@ def execute(
     return folder.read()
 
 
-#: Rough seconds of one quick-size cell on one CPU, by the strategy's backend, measured on
-#: `make run`'s problems (JAX pays its import and compilation in every cell); the plan's
-#: estimate only, which the progress line then corrects from the run's own pace.
-SECONDS_PER_CELL = {"torch": 3.0, "jax": 7.0}
+#: Rough seconds of one quick-size cell on one CPU, by the strategy's backend: the mean
+#: cell_wall_time of `make run` on a quiet 2-core machine (torch 0.6 s, JAX 1.8 s, the JAX
+#: cells compiling their query), rounded up; the plan's estimate only, which the progress
+#: line then corrects from the run's own pace.
+SECONDS_PER_CELL = {"torch": 0.8, "jax": 2.2}
 
 
 def plan_line(planned: list[PlannedCell], todo: list[PlannedCell], parallel: int) -> str:
@@ -212,7 +213,7 @@ def counted(count: int, singular: str, plural: str) -> str:
 
 def estimate_minutes(todo: list[PlannedCell], parallel: int) -> str:
     seconds = sum(
-        SECONDS_PER_CELL.get(STRATEGIES.get(p.cell.strategy).backend, 3.0) for p in todo if p.cell.supported
+        SECONDS_PER_CELL.get(STRATEGIES.get(p.cell.strategy).backend, 1.0) for p in todo if p.cell.supported
     )
     minutes = seconds / parallel / 60
     return f"{minutes:.0f} min" if minutes >= 1 else "1 min"
