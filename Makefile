@@ -1,5 +1,6 @@
 # deqbench: every target sets itself up on a fresh machine (a virtual environment in .venv).
-#   make run    set up, then `deqbench run --strategy all --quick` on the default problems
+#   make run    set up, then every strategy on the default problems (one of each kind), quick,
+#               one cell per CPU at a time
 #   make test   set up, then the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
@@ -23,7 +24,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: setup
-	$(BIN)/deqbench run --strategy all --quick
+	$(BIN)/deqbench run --strategy all --problem default --quick --jobs auto
 
 test: setup
 	$(BIN)/python -m pytest

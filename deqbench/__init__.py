@@ -8,38 +8,14 @@ The Python API in a few lines::
     result.values, result.converged
 
     rows = deqbench.run("analytic,unrolled", "tanh", "pinn_grad", quick=True)  # a DataFrame
+
+Public names: those of __init__.pyi beside this file, each loaded on first use
+(lazy_loader), so that `import deqbench` (and with it the `deqbench` command's --version
+and --help) imports no torch until a name is used.
 """
 
-from __future__ import annotations
+import lazy_loader
 
-from deqbench._version import __version__
-from deqbench.api import get_problem, get_strategy, query
-from deqbench.harness.run.api import run
-from deqbench.problems.base import PROBLEMS, FunctionProblem, Problem
-from deqbench.queries import (
-    QUERIES,
-    NotConvergedWarning,
-    QueryResult,
-    UnsupportedQueryError,
-)
-from deqbench.strategies.base import STRATEGIES, Strategy
-from deqbench.tolerances import solver_tol, verify_tol
+from deqbench._version import __version__ as __version__
 
-__all__ = [
-    "__version__",
-    "PROBLEMS",
-    "QUERIES",
-    "STRATEGIES",
-    "FunctionProblem",
-    "NotConvergedWarning",
-    "Problem",
-    "QueryResult",
-    "Strategy",
-    "UnsupportedQueryError",
-    "get_problem",
-    "get_strategy",
-    "query",
-    "run",
-    "solver_tol",
-    "verify_tol",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

@@ -28,8 +28,37 @@ def is_file_reference(ref: str) -> bool:
     return bool(sep) and path.endswith(".py") and bool(name)
 
 
-def absolute_reference(ref: str) -> str:
-    """A file reference with its path made absolute (a resumed run may start elsewhere)."""
+def is_bare_file(ref: str) -> bool:
+    """``path/to/file.py`` without ``:Class``."""
+    return ref.endswith(".py") and not is_file_reference(ref)
+
+
+def runnable_class(cls: type, base: type) -> bool:
+    """A subclass of ``base`` that sets its own ``name`` (what a run can use)."""
+    return issubclass(cls, base) and "name" in cls.__dict__
+
+
+def completed_reference(ref: str, kind: str) -> str:
+    """``file.py`` as ``file.py:Class`` when the file defines exactly one class of ``kind``
+    (with a ``name``); else BadReference suggesting the form and naming the classes there."""
+    base = Strategy if kind == "strategy" else Problem
+    module = load_file(Path(ref), kind)
+    defined = [
+        v
+        for v in vars(module).values()
+        if isinstance(v, type) and v.__module__ == module.__name__ and runnable_class(v, base)
+    ]
+    if len(defined) == 1:
+        return f"{ref}:{defined[0].__name__}"
+    found = ", ".join(sorted(c.__name__ for c in defined)) or f"no {base.__name__} class with a name"
+    raise BadReference(f"{ref}: name the class as path/to/file.py:Class (there: {found})")
+
+
+def absolute_reference(ref: str, kind: str | None = None) -> str:
+    """A file reference with its path made absolute (a resumed run may start elsewhere); a
+    bare ``file.py`` completed with its one class of ``kind`` when a kind is given."""
+    if kind is not None and is_bare_file(ref):
+        ref = completed_reference(ref, kind)
     if not is_file_reference(ref):
         return ref
     path, _, class_name = ref.rpartition(":")
@@ -39,6 +68,8 @@ def absolute_reference(ref: str) -> str:
 def resolve_class(ref: str, kind: str) -> type:
     """The Strategy or Problem class a reference names (``kind``: "strategy" or "problem")."""
     base, registry = (Strategy, STRATEGIES) if kind == "strategy" else (Problem, PROBLEMS)
+    if is_bare_file(ref):
+        ref = completed_reference(ref, kind)
     if not is_file_reference(ref):
         try:
             return registry.get(ref)

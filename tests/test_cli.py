@@ -133,8 +133,8 @@ def test_run_show_and_export_one_folder(in_empty_folder):
     )
     # analytic-seed is wrong on jvp2 but does not claim it: reported, exit code 0.
     assert result.exit_code == 0, result.output
-    assert "analytic-seed/tanh/jvp2: wrong (not claimed exact)" in result.output
-    assert "4 cells: 3 ok, 1 wrong" in result.output
+    assert "analytic-seed/tanh/jvp2: deviates, not claimed exact" in result.output
+    assert "4 cells: 3 ok, 1 deviates, not claimed exact" in result.output
     assert sorted(p.name for p in (in_empty_folder / "run" / "cells").iterdir()) == [
         "analytic-seed__tanh__forward.parquet",
         "analytic-seed__tanh__jvp2.parquet",
@@ -143,7 +143,7 @@ def test_run_show_and_export_one_folder(in_empty_folder):
     ]
 
     shown = invoke("show", "run")
-    assert shown.exit_code == 0 and "4 cells: 3 ok, 1 wrong" in shown.output
+    assert shown.exit_code == 0 and "4 cells: 3 ok, 1 deviates, not claimed exact" in shown.output
 
     exported = invoke("export", "run", "--csv")
     assert exported.exit_code == 0, exported.output

@@ -24,7 +24,7 @@ from deqbench.harness.report import summary
 from deqbench.harness.results import rows as results
 from deqbench.harness.run import runner
 from deqbench.harness.run.executors import make_executor
-from deqbench.harness.run.progress import ProgressReporter
+from deqbench.harness.run.progress import terminal_or_lines
 from deqbench.harness.run.settings import ToleranceWarning, make_settings, options
 
 
@@ -39,6 +39,16 @@ from deqbench.harness.run.settings import ToleranceWarning, make_settings, optio
     "come from DIR/run.json; finished cells are kept, the others run. Takes no other option.",
 )
 @trust_option
+@click.option(
+    "--jobs",
+    "-j",
+    default=None,
+    metavar="N|auto",
+    help="Cells at once on this machine, each in worker processes kept to a CPU of its own (as "
+    "--threads 1 keeps one); auto: one per CPU. Above 1, cells share memory bandwidth and caches, "
+    "so their times are those of a busy machine: every row records it (parallel_cells). Allowed "
+    "with --resume. [default: 1, one cell after another]",
+)
 @click.option(
     "--executor",
     default="local",
@@ -70,6 +80,7 @@ def run_command(
     executor: str,
     scheduler: str | None,
     workers: int | None,
+    jobs: str | None,
     **given,
 ) -> None:
     """Measure the strategy x problem x query matrix, cell by cell.
@@ -96,11 +107,12 @@ def run_command(
       deqbench run -s analytic,unrolled -p tanh -q pinn_grad --size m=256,batch=128
       deqbench run -p my_problem.py:MyProblem --quick
       deqbench run --resume results/20261202-101500-1a2b3c
+      deqbench run --strategy all --quick --jobs auto
       deqbench run --quick --executor dask --workers 4
     """
     interrupt_on_termination()
     try:
-        cell_executor = make_executor(executor, scheduler, workers)
+        cell_executor = make_executor(executor, scheduler, workers, jobs)
     except BadInput as error:
         fail(str(error))
 
@@ -112,13 +124,19 @@ def run_command(
             finally:  # one line each, like bad input, and before it
                 for warning in caught:
                     click.echo(f"deqbench: warning: {warning.message}", err=True)
+        check_executor(cell_executor, settings)
         return (settings, *runner.new_run(settings, out))
 
+    def resume_run(path, trust, notify):
+        settings, folder, record = runner.resume_settings(path, trust, notify)
+        check_executor(cell_executor, settings)
+        return settings, folder, record
+
     settings, folder, record, console = start_or_resume(
-        ctx, resume, options(), trusting(runner.resume_settings, trust), new_run
+        ctx, resume, options(), trusting(resume_run, trust), new_run
     )
     try:
-        with ProgressReporter() as reporter:
+        with terminal_or_lines() as reporter:
             rows = runner.execute(settings, folder, record, reporter=reporter, executor=cell_executor)
     except KeyboardInterrupt:
         click.echo(
@@ -128,6 +146,13 @@ def run_command(
     except (BadInput, runner.RunAborted) as error:
         fail(str(error))
     summary.print_summary(rows, console)
-    console.print(f"results: {folder.path}", highlight=False)
+    console.print(summary.next_command(folder.path), highlight=False, soft_wrap=True)
     failing = len(results.failed_cells(rows)) + len(results.unverified_cells(rows))
     sys.exit(EXIT_FAILED if failing else 0)
+
+
+def check_executor(cell_executor, settings) -> None:
+    """The executor's own check of the run's settings, where it has one (BadInput)."""
+    check = getattr(cell_executor, "check", None)
+    if check is not None:
+        check(settings)

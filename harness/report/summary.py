@@ -2,9 +2,10 @@
 
 Each table cell shows the worst relative error against the oracle, the median time and the
 peak memory of the query. Colours: green ok; red a failure of a strategy on a query it
-claims exact (wrong, diverged, error); yellow a wrong answer on a query the strategy does
-not claim (a finding, not a failure); magenta a cell stopped by --timeout or out of memory;
-dim an unsupported cell.
+claims exact (wrong, diverged, error); yellow a deviation on a query the strategy does not
+claim exact (a finding, not a failure: it reads "deviates, not claimed exact", never a bare
+"wrong"); magenta a cell stopped by --timeout or out of memory; dim an unsupported cell.
+The last line names the next command: the report of the run.
 """
 
 from __future__ import annotations
@@ -53,6 +54,16 @@ def cell_style(status: str, expected_exact: bool) -> str:
     if status in FAILED_VERIFICATION and expected_exact:
         return "bold red"
     return "yellow"
+
+
+#: What a cell with status "wrong" reads as where its strategy does not claim the query exact.
+DEVIATES = "deviates, not claimed exact"
+
+
+def status_label(status: str, expected_exact: bool) -> str:
+    """A cell's status as the log and the summary say it: a wrong answer on a query the
+    strategy does not claim exact is a deviation, not a failure; other statuses as they are."""
+    return DEVIATES if status == Status.WRONG and not expected_exact else str(status)
 
 
 def metric_value(cell_rows: pd.DataFrame | dict[str, float], metrics: tuple[str, ...] | str) -> float:
@@ -137,11 +148,14 @@ def instance_table(subset: pd.DataFrame, metrics: dict[str, dict[str, float]]) -
 
 def status_counts(rows: pd.DataFrame) -> Text:
     cells = results.cell_statuses(rows)
-    counts = cells["status"].value_counts()
+    deviating = (cells["status"] == Status.WRONG) & ~cells["expected_exact"].astype(bool)
+    counts = cells.loc[~deviating, "status"].value_counts()
     parts = [f"{counts[s]} {s}" for s in Status if s in counts]
+    if deviating.any():
+        parts.append(f"{int(deviating.sum())} {DEVIATES}")
     failed = len(results.failed_cells(rows))
     unverified = len(results.unverified_cells(rows))
-    text = Text(f"{len(cells)} cells: " + ", ".join(parts) + ". ")
+    text = Text(f"{len(cells)} cell{'' if len(cells) == 1 else 's'}: " + ", ".join(parts) + ". ")
     if failed:
         text.append(f"{failed} failed verification on a query the strategy claims exact. ", "bold red")
     if unverified:
@@ -160,16 +174,19 @@ def notes(rows: pd.DataFrame) -> list[Text]:
     cells = results.cell_statuses(rows)
     lines = []
     for _, cell in cells[~cells["status"].isin([Status.OK, Status.UNSUPPORTED])].iterrows():
-        style = cell_style(cell["status"], bool(cell["expected_exact"]))
-        claim = "" if cell["expected_exact"] else " (not claimed exact)"
-        lines.append(Text(f"{cell['cell']}: {cell['status']}{claim}: {cell['message']}", style=style))
+        exact = bool(cell["expected_exact"])
+        style = cell_style(cell["status"], exact)
+        label = status_label(cell["status"], exact)
+        if not exact and label == cell["status"]:
+            label += " (not claimed exact)"
+        lines.append(Text(f"{cell['cell']}: {label}: {cell['message']}", style=style))
     return lines
 
 
 LEGEND = (
     "Each cell: worst relative error vs the oracle, median time, peak memory. "
-    "Red: fails a query the strategy claims exact; yellow (*): wrong where no exactness is "
-    "claimed; magenta: timeout, out of memory or killed; —: unsupported."
+    "Red: fails a query the strategy claims exact; yellow (*): deviates where no exactness is "
+    "claimed (a finding, not a failure); magenta: timeout, out of memory or killed; —: unsupported."
 )
 
 
@@ -185,3 +202,9 @@ def render(rows: pd.DataFrame) -> Group:
 
 def print_summary(rows: pd.DataFrame, console: Console | None = None) -> None:
     (console or Console()).print(render(rows))
+
+
+def next_command(folder) -> str:
+    """The line that ends a run's output: where its results are and the command that turns
+    them into figures and a report."""
+    return f"results: {folder}; next: deqbench report {folder} --out {folder}-report"

@@ -65,14 +65,16 @@ COLUMNS = [
     "git_commit",
     "device_name",
     "threads",
+    "parallel_cells",
     "host",
     "timestamp",
 ]
 
 #: Columns added after files were first written: a file without them is still read (empty).
 #: ``peer``: the library and version a peer strategy runs ("" for deqbench's own);
-#: ``peer_differences``: how its settings differ from deqbench's (its stopping rule...).
-LATER_COLUMNS = ("peer", "peer_differences")
+#: ``peer_differences``: how its settings differ from deqbench's (its stopping rule...);
+#: ``parallel_cells``: how many cells ran at once (``--jobs``; 1 when timings never competed).
+LATER_COLUMNS = ("peer", "peer_differences", "parallel_cells")
 
 
 def missing_columns(frame: pd.DataFrame) -> list[str]:
@@ -189,7 +191,8 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.reindex(columns=COLUMNS)
     frame["value"] = frame["value"].astype("float64")
     frame["expected_exact"] = frame["expected_exact"].astype(bool)
-    for column in ("f_max_iter", "b_max_iter", "seed", "threads"):
+    frame["parallel_cells"] = frame["parallel_cells"].fillna(1)  # runs from before --jobs: one at a time
+    for column in ("f_max_iter", "b_max_iter", "seed", "threads", "parallel_cells"):
         frame[column] = frame[column].astype("int64")
     for column in ("tol", "f_tol", "b_tol"):
         frame[column] = frame[column].astype("float64")

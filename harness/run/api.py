@@ -25,6 +25,7 @@ def run(
     executor: str = "local",
     scheduler: str | None = None,
     workers: int | None = None,
+    jobs: int | str | None = None,
     **settings: Any,
 ) -> pd.DataFrame:
     """Run the strategy x problem x query matrix; one tidy row per (cell, metric).
@@ -41,6 +42,7 @@ def run(
     :class:`deqbench.harness.options.BadInput` (a ValueError) before anything is written.
     ``executor="dask"`` runs the cells on a dask.distributed cluster (``scheduler`` its
     address, or a LocalCluster of ``workers`` processes); ``resume`` works with either.
+    ``jobs``: cells at once on this machine (``deqbench run --jobs``), each on a CPU of its own.
 
     >>> rows = deqbench.run("analytic,unrolled", "tanh", "pinn_grad", quick=True)
     >>> rows[rows.metric == "relative_error"]
@@ -51,14 +53,18 @@ def run(
     from deqbench.harness.run.progress import reporter
     from deqbench.harness.run.settings import make_settings
 
-    cell_executor = make_executor(executor, scheduler, workers)
+    cell_executor = make_executor(executor, scheduler, workers, jobs)
     if resume is not None:
         if settings:
             raise BadInput(f"resume takes its settings from run.json; drop {', '.join(sorted(settings))}")
         run_settings, folder, record = runner.resume_settings(resume, trust, runner.notify_on_stderr)
+        if hasattr(cell_executor, "check"):
+            cell_executor.check(run_settings)
         with reporter(progress) as report:
             return runner.execute(run_settings, folder, record, reporter=report, executor=cell_executor)
     run_settings = make_settings(strategies=strategies, problems=problems, queries=queries, **settings)
+    if hasattr(cell_executor, "check"):
+        cell_executor.check(run_settings)
     keep = out is not None
     scratch = None if keep else Path(tempfile.mkdtemp(prefix="deqbench-run-"))
     try:

@@ -32,6 +32,7 @@ from deqbench.harness.run.progress import Reporter, SilentReporter
 from deqbench.harness.run.settings import RunSettings
 from deqbench.harness.worker.cell import CellSpec, ProblemCheck
 from deqbench.harness.worker.server import deadline_after, run_job
+from deqbench.strategies.base import STRATEGIES
 
 
 class RunAborted(RuntimeError):
@@ -52,7 +53,8 @@ def prepare_out(out: str | os.PathLike | None) -> Path:
     """Where a new run goes, checked (not created): absent or empty, and creatable."""
     path = Path(out) if out is not None else Path("results") / results.new_run_id()
     if RunFolder(path).exists():
-        raise BadInput(f"--out {path} already holds a run; finish it with --resume {path}, or choose another")
+        next_step = what_next(RunFolder(path))
+        raise BadInput(f"--out {path} already holds a run; {next_step}, or choose another --out")
     if path.exists() and not path.is_dir():
         raise BadInput(f"--out {path} is a file; accepted: a new or empty folder")
     if path.is_dir() and any(p.name != ".lock" for p in path.iterdir()):
@@ -65,6 +67,19 @@ def prepare_out(out: str | os.PathLike | None) -> Path:
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise BadInput(f"cannot create --out {path}: {ancestor} is not writable")
     return path
+
+
+def what_next(folder: RunFolder) -> str:
+    """What to do with an existing run folder: report a complete one, resume the others."""
+    try:
+        planned, done = len(folder.load()["cells"]), len(folder.finished())
+    except (UnreadableRun, KeyError, OSError):
+        return f"finish it with --resume {folder.path}"
+    if done >= planned:
+        cells = counted(planned, "cell", "cells")
+        report = f"deqbench report {folder.path} --out {folder.path}-report"
+        return f"it is complete ({cells} finished): {report}, or deqbench show {folder.path}"
+    return f"{done} of its {planned} cells are finished; finish it with --resume {folder.path}"
 
 
 def create_run(settings: RunSettings, out: Path, cell_ids: list[str], **extra: Any) -> tuple[RunFolder, dict]:
@@ -230,10 +245,12 @@ def execute(
             folder.remove_partial_files()
             done = folder.finished()
             todo = [p for p in planned_cells if p.cell.id not in done]
+            parallel = getattr(executor, "parallel_cells", 0)
+            reporter.plan(plan_line(planned_cells, todo, parallel))
             context = CellContext(
                 settings,
                 run["run_id"],
-                {**results.run_metadata(), **machine_defaults(settings)},
+                {**results.run_metadata(), **machine_defaults(settings), "parallel_cells": parallel},
                 settings.memory_cap(),
             )
             finished = executor.run_cells(
@@ -245,6 +262,54 @@ def execute(
     except FolderInUse as error:
         raise BadInput(str(error)) from None
     return folder.read()
+
+
+#: Rough seconds of one quick-size cell on one CPU, by the strategy's backend: the mean
+#: cell_wall_time of `make run` on a quiet 2-core machine (torch 0.6 s, JAX 1.8 s, the JAX
+#: cells compiling their query), rounded up; the plan's estimate only, which the progress
+#: line then corrects from the run's own pace.
+SECONDS_PER_CELL = {"torch": 0.8, "jax": 2.2}
+
+
+def plan_line(planned: list[PlannedCell], todo: list[PlannedCell], parallel: int) -> str:
+    """One line before the first cell: how many cells, of which strategies x problems x
+    queries, how many are left to run, how many at once, and a rough estimate of the time.
+
+    ``parallel``: cells at once (0: the executor does not say, a cluster)."""
+    strategies = dict.fromkeys(p.cell.strategy for p in planned)
+    problems = dict.fromkeys((p.cell.problem, p.cell.variant) for p in planned)
+    queries = dict.fromkeys(p.cell.query for p in planned)
+    shape = " x ".join(
+        counted(len(names), *nouns)
+        for names, nouns in (
+            (strategies, ("strategy", "strategies")),
+            (problems, ("problem", "problems")),
+            (queries, ("query", "queries")),
+        )
+    )
+    refused = sum(not p.cell.supported for p in todo)
+    parts = [f"plan: {len(planned)} cells ({shape})"]
+    if len(todo) != len(planned):
+        parts.append(f"{len(todo)} left to run")
+    if refused:
+        parts.append(f"{refused} unsupported by their strategy")
+    if parallel:
+        parts.append(f"{parallel} at a time" if parallel > 1 else "one at a time")
+        parts.append(f"estimate about {estimate_minutes(todo, parallel)} (quick-size cells)")
+    return ", ".join(parts)
+
+
+def counted(count: int, singular: str, plural: str) -> str:
+    """1 problem, 3 strategies."""
+    return f"{count} {singular if count == 1 else plural}"
+
+
+def estimate_minutes(todo: list[PlannedCell], parallel: int) -> str:
+    seconds = sum(
+        SECONDS_PER_CELL.get(STRATEGIES.get(p.cell.strategy).backend, 1.0) for p in todo if p.cell.supported
+    )
+    minutes = seconds / parallel / 60
+    return f"{minutes:.0f} min" if minutes >= 1 else "1 min"
 
 
 def write_cell(folder: RunFolder, planned: PlannedCell, rows: pd.DataFrame, finished_before: int) -> None:

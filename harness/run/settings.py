@@ -65,9 +65,15 @@ SOLVER_TOL_FLOOR_EPS = 10
 ORACLE_CHOICES = {"torch": ("torch",), "jax": ("jax",), "both": ("torch", "jax")}
 
 
+#: --problem default: one problem of each kind in the zoo, what `make run` runs: a toy layer,
+#: an ODE PIDEQ, a PDE with mixed partials, real data.
+DEFAULT_PROBLEMS = ("tanh", "vanderpol", "mongeampere2d", "digits")
+
+
 def references_parser(kind: str) -> Callable[[Any, str], list[str]]:
     """Registry names and ``file.py:Class`` references, each checked; "all": every registered
-    one; for strategies, "peers": every peer (``Strategy.peer``)."""
+    one; for strategies, "peers": every peer (``Strategy.peer``); for problems, "default":
+    :data:`DEFAULT_PROBLEMS`."""
     registry = STRATEGIES if kind == "strategy" else PROBLEMS
 
     def parse(value, flag):
@@ -79,11 +85,14 @@ def references_parser(kind: str) -> Callable[[Any, str], list[str]]:
             if name == "peers" and kind == "strategy":  # every peer: other libraries' strategies
                 references.extend(n for n in registry.names() if registry.get(n).peer is not None)
                 continue
+            if name == "default" and kind == "problem":
+                references.extend(DEFAULT_PROBLEMS)
+                continue
             try:
                 resolve_class(name, kind)
             except BadReference as error:
                 raise BadInput(str(error)) from None
-            references.append(absolute_reference(name))
+            references.append(absolute_reference(name, kind))
         return list(dict.fromkeys(references))
 
     return parse
@@ -206,8 +215,8 @@ class RunSettings:
     )  # fmt: skip
     problems: list[str] = option(
         "all", "--problem", "-p", metavar="NAMES", parse=references_parser("problem"),
-        help="Problem names, comma-separated, 'all', or path/to/file.py:Class (your own Problem). "
-        "[default: all]",
+        help="Problem names, comma-separated, 'all', 'default' (one of each kind: "
+        f"{', '.join(DEFAULT_PROBLEMS)}), or path/to/file.py:Class (your own Problem). [default: all]",
     )  # fmt: skip
     queries: list[str] = option(
         "all", "--query", "-q", metavar="QUERIES", parse=parse_queries,

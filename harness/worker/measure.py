@@ -172,19 +172,29 @@ def current_cpu() -> int | None:
 
 
 def configure_xla(threads: int | None) -> None:
-    """XLA settings for a worker, before any JAX import (the worker is a fresh fork of a
-    server that never imports JAX): no GPU preallocation, so that peak memory is what a
-    cell uses; and Eigen's multi-threading off when ``--threads 1`` asks for one thread.
+    """XLA settings for a worker, before XLA's backend starts (the worker is a fresh fork of
+    a server that imported JAX but never computed with it: XLA reads these at its backend's
+    start): no GPU preallocation, so that peak memory is what a cell uses; and Eigen's
+    multi-threading off when ``--threads 1`` asks for one thread.
     That flag alone does not keep XLA's CPU code on one thread (its runtime's own pool
     ignores it): :func:`keep_to_one_cpu` does. XLA has no flag for other counts: they are
     recorded, and XLA uses its own thread pool."""
-    if "jax" in sys.modules:
+    if jax_backend_started():
         return
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     if threads == 1:
         flags = os.environ.get("XLA_FLAGS", "")
         if "xla_cpu_multi_thread_eigen" not in flags:
             os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
+
+
+def jax_backend_started() -> bool:
+    """Whether this process has started an XLA backend (after which XLA's settings hold)."""
+    if "jax" not in sys.modules:
+        return False
+    from jax._src import xla_bridge  # no public way to ask without starting one
+
+    return xla_bridge.backends_are_initialized()
 
 
 def one_line(error: BaseException) -> str:

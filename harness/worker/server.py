@@ -56,6 +56,11 @@ CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, si
 #: first torch.func transform), and ones problems import inside build(): imported once in
 #: the server instead of in every cell's process.
 PRELOAD_MODULES = ["torch._dynamo", "torch._decomp.decompositions_for_jvp", "scipy.integrate"]
+#: JAX and the peers built on it (1.4 s of CPU time to import, in every JAX cell otherwise).
+#: Importing them starts no thread and no XLA backend (the backend, its thread pools and its
+#: reading of XLA_FLAGS come with a cell's first computation, after the fork), so forking
+#: stays safe. jaxopt is left out: importing it starts a thread.
+PRELOAD_JAX_MODULES = ["jax", "jax.numpy", "equinox", "lineax", "optimistix"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ def preload() -> None:
     for module in PRELOAD_MODULES:
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
+    preload_jax()
     STRATEGIES.discover()
     PROBLEMS.discover()
     # Everything imported so far lives as long as the server: keep it out of the collector's
@@ -91,9 +97,27 @@ def preload() -> None:
     gc.freeze()
 
 
-def serve(parent_pid: int) -> None:
-    """The worker server's main loop (runs in its own interpreter)."""
+def preload_jax() -> None:
+    """JAX and its peers imported (where installed), with the persistent compilation cache
+    on (:mod:`.jax_cache`); no backend started."""
+    from deqbench.backends import jax_unavailable_reason
+    from deqbench.harness.worker import jax_cache
+
+    if jax_unavailable_reason() is not None:
+        return
+    for module in PRELOAD_JAX_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    jax_cache.enable(sys.modules["jax"])
+
+
+def serve(parent_pid: int, cpus: list[int] | None = None) -> None:
+    """The worker server's main loop (runs in its own interpreter). ``cpus``: the CPUs it
+    and every job it forks may use, set before torch is imported so that torch's and XLA's
+    thread pools are sized to them (cells run side by side each on a CPU of its own)."""
     die_with_parent(parent_pid)
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     preload()
     # Ctrl-C reaches the whole process group. The server and its cells ignore it: the parent
     # decides (it kills the cell in flight and stops), and the server ends when it reads
@@ -166,11 +190,13 @@ def redirect_output(log_path: str | None) -> None:
 
 # ------------------------------------------------------------------ in the parent
 class WorkerServer:
-    """The parent's handle on the worker server: start it once, run jobs through it."""
+    """The parent's handle on the worker server: start it once, run jobs through it.
+    ``cpus``: the CPUs the server and its jobs may use (None: all this process may)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpus: list[int] | None = None) -> None:
+        serve_call = f"serve({os.getpid()}, {sorted(cpus) if cpus else None})"
         self.process = subprocess.Popen(
-            [sys.executable, "-c", f"from deqbench.harness.worker.server import serve; serve({os.getpid()})"],
+            [sys.executable, "-c", f"from deqbench.harness.worker.server import serve; {serve_call}"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -276,12 +302,51 @@ def death_record(exitcode: int | None) -> Stopped:
 
 
 #: One worker server per thread: a server's protocol is one job at a time, and an executor
-#: that runs cells from several threads (a Dask worker's thread pool) gives each its own.
+#: that runs cells from several threads (a Dask worker's thread pool, ``--jobs``) gives each
+#: its own.
 _local = threading.local()
 
 
+class RunStopped(RuntimeError):
+    """A job asked of a :class:`Slot` that its executor has stopped (the run was interrupted)."""
+
+
+@dataclass
+class Slot:
+    """One of the places where an executor runs cells side by side (``--jobs``): a worker
+    server of its own on its CPUs, used by one thread at a time (whichever thread of the
+    pool runs the slot's cell). Stopping it kills its server, and with it the job in flight,
+    and refuses new jobs, so an interrupted run does not wait for the cells in flight."""
+
+    cpus: list[int] | None = None
+    stopped: bool = False
+    server: WorkerServer | None = None
+
+    def worker_server(self) -> WorkerServer:
+        if self.stopped:
+            raise RunStopped("the run was stopped")
+        if self.server is None or not self.server.alive():
+            self.server = WorkerServer(self.cpus)
+            atexit.register(self.server.close)
+        return self.server
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.server is not None and self.server.alive():
+            self.server.process.kill()
+
+
+def use_slot(slot: Slot | None) -> None:
+    """Run this thread's jobs in ``slot`` (its server, on its CPUs); None: the thread's own."""
+    _local.slot = slot
+
+
 def worker_server() -> WorkerServer:
-    """This thread's worker server, started on first use and again if it died."""
+    """The worker server of this thread's slot, or else this thread's own; started on first
+    use and again if it died."""
+    slot = getattr(_local, "slot", None)
+    if slot is not None:
+        return slot.worker_server()
     server = getattr(_local, "server", None)
     if server is None or not server.alive():
         server = _local.server = WorkerServer()
