@@ -19,8 +19,13 @@ with J on the diagonal: its adjoint is solved block by block from the highest or
 A physics loss on named partials (u_t, u_xx, mixed u_tx, u_txx) needs derivatives along
 several directions. Each is a combination of *pure* derivatives along a few lines, by
 polarization (``deqbench.partials``; DESIGN.md section 2): the lines are stacked along the
-batch, one Taylor chain of the highest order serves them all, and the loss combines the
-chains, so the adjoint pass above is unchanged.
+batch (:class:`LineStack`), each line's chain only as long as its terms need (heat's
+u_t - kappa u_xx: order 1 along t, 2 along x), and the loss combines the chains. Order i's
+tangent and adjoint solves run on the rows of the lines that reach order i, and the adjoint
+of z* on one copy of the batch: every line holds the same z*, so the same J, and by
+linearity the copies' right-hand sides add up. Rows of a line past its order hold zero
+tangents and get zero adjoints exactly (the loss does not read them and no higher order
+couples into them), so leaving them out of the solves changes no digit of the answer.
 """
 
 from __future__ import annotations
@@ -169,6 +174,55 @@ class Linearization:
         return self._transposed
 
 
+class LineStack:
+    """Directions stacked along the batch, each with the Taylor order its chain needs, and
+    the linearizations of f that the solves of each order run on.
+
+    Lines are ranked by order, highest first, so that the lines reaching order i are a
+    prefix of the stacked rows (``rows[i]`` of them); ``rows[0]`` is one copy of the batch,
+    where the adjoint of z* is solved. Line ``l`` (its index in ``orders``) holds the stacked
+    samples ``slot(l)``. One linearization per distinct row count, built when first needed.
+    """
+
+    def __init__(self, f, theta, x, z, directions=(), orders=(0,)):
+        self.f, self.theta, self.batch = f, theta, x.shape[0]
+        self.orders, self.order = tuple(orders), max(orders)
+        ranked = sorted(range(len(orders)), key=lambda line: -orders[line])
+        self.position = {line: p for p, line in enumerate(ranked)}
+        copies = len(orders)
+        self.x, self.z = (t if copies == 1 else t.repeat(copies, *[1] * (t.dim() - 1)) for t in (x, z))
+        self.e = None
+        if len(directions):
+            self.e = torch.stack([directions[line] for line in ranked]).repeat_interleave(self.batch, dim=0)
+        reaching = [sum(o >= i for o in orders) for i in range(1, self.order + 1)]
+        self.rows = [self.batch] + [self.batch * lines for lines in reaching]
+        self._linear: dict[int, Linearization] = {}
+
+    def linear(self, i: int) -> Linearization:
+        """f linearized on order i's rows (J does not depend on e; f_x[e] there does)."""
+        rows = self.rows[i]
+        if rows not in self._linear:
+            e = None if self.e is None else self.e[:rows]
+            self._linear[rows] = Linearization(self.f, self.theta, self.x[:rows], self.z[:rows], e)
+        return self._linear[rows]
+
+    def slot(self, line: int) -> slice:
+        start = self.position[line] * self.batch
+        return slice(start, start + self.batch)
+
+    def restrict(self, i: int, rhs: torch.Tensor) -> torch.Tensor:
+        """An adjoint right-hand side on all stacked rows, to order i's solve: its prefix,
+        or for z* (i = 0) the sum over the copies."""
+        if i > 0:
+            return rhs[: self.rows[i]]
+        return rhs.reshape(-1, self.batch, *rhs.shape[1:]).sum(dim=0)
+
+    def pad(self, v: torch.Tensor) -> torch.Tensor:
+        """A solve's answer on its rows, with zeros on the other stacked rows."""
+        missing = self.z.shape[0] - v.shape[0]
+        return v if missing == 0 else torch.cat([v, v.new_zeros(missing, *v.shape[1:])])
+
+
 class Analytic(Strategy):
     name = "analytic"
     description = "linear fixed-point solves with (I - J) and its transpose; jvp/vjp only"
@@ -191,46 +245,54 @@ class Analytic(Strategy):
         with torch.no_grad():
             return self.solve_forward(lambda z: problem.f(theta, x, z), problem.z_init())
 
-    def tangents(self, problem, theta, x, e, z, order, linear):
-        """v_1 .. v_order along e: one linear solve each, v_i = J v_i + r_i. The first
-        right-hand side comes from the linearization, the others from the Taylor map."""
+    def tangents(self, problem, stack: LineStack) -> list[torch.Tensor]:
+        """v_1 .. v_k along the stack's lines: one linear solve per order, v_i = J v_i + r_i,
+        on the rows of the lines that reach order i. The first right-hand side comes from
+        the linearization, the others from the Taylor map."""
         tangents = []
-        for i in range(1, order + 1):
+        for i in range(1, stack.order + 1):
+            rows, linear = stack.rows[i], stack.linear(i)
             if i == 1:
                 rhs = linear.input_jvp()
             else:
-                rhs = taylor_map(problem.f, theta, x, e, z, tangents, order=i)[-1].detach()
-            tangents.append(self.solve_backward(lambda v, rhs=rhs: linear.jvp(v) + rhs, rhs))
+                lower = [v[:rows] for v in tangents]
+                x, e, z = stack.x[:rows], stack.e[:rows], stack.z[:rows]
+                rhs = taylor_map(problem.f, stack.theta, x, e, z, lower, order=i)[-1].detach()
+            step = lambda v, rhs=rhs, linear=linear: linear.jvp(v) + rhs  # noqa: E731
+            tangents.append(self.solve_backward(step, rhs))
         return tangents
 
-    def loss_gradient(self, problem, loss, x, e, tangents, linear):
+    def loss_gradient(self, problem, loss, stack: LineStack, tangents):
         """d loss(theta, z*, v_1..v_k)/d theta by back substitution through the Taylor map.
 
         Reverse mode uses plain autograd on graphs built once (of f, of the Taylor map and of
         the loss) and reused by every solver step, so what autograd saves does not grow
         with iterations (and ``saved_tensors_hooks``, which torch.func.vjp refuses, see it).
         The Taylor map of orders 0 and 1 is the linearization's own graph; from order 2 on
-        it is built anew at the solved tangents.
+        it is built anew at the solved tangents (zero-padded to every stacked row).
         """
-        k = len(tangents)
-        theta = linear.theta
+        k = stack.order
+        top = stack.linear(min(k, 1))  # every stacked row
+        theta = top.theta
         with torch.enable_grad():
-            state = [linear.z, *(v.detach().requires_grad_(True) for v in tangents)]
+            state = [top.z, *(stack.pad(v).requires_grad_(True) for v in tangents)]
             loss_theta, loss_state = _loss_partials(loss(theta, *state), list(theta.values()), state)
             if k == 0:
-                taylor = [linear.f_z]
+                taylor = [top.f_z]
             elif k == 1:
-                taylor = linear.first_order_map(tangents[0])
+                taylor = top.first_order_map(tangents[0])
             else:
-                taylor = taylor_map(problem.f, theta, x, e, state[0], state[1:])
+                taylor = taylor_map(problem.f, theta, stack.x, stack.e, state[0], state[1:])
 
-        adjoints: list[torch.Tensor] = [torch.zeros_like(linear.z)] * (k + 1)
+        adjoints: list[torch.Tensor] = [torch.zeros_like(top.z)] * (k + 1)
         for j in range(k, -1, -1):
             rhs = loss_state[j]
             if j < k:  # coupling from the higher orders, already solved (order j's own
                 # derivative is the solve's J^T; the lower ones do not depend on state j)
                 rhs = rhs + _grad(taylor[j + 1 :], [state[j]], adjoints[j + 1 :])[0]
-            adjoints[j] = self.solve_backward(lambda g, rhs=rhs: linear.vjp(g) + rhs, rhs)
+            rhs, linear = stack.restrict(j, rhs), stack.linear(j)
+            step = lambda g, rhs=rhs, linear=linear: linear.vjp(g) + rhs  # noqa: E731
+            adjoints[j] = stack.pad(self.solve_backward(step, rhs))
         theta_from_state = _grad(taylor, list(theta.values()), adjoints)
         return {
             name: (b if a is None else a + b).detach()
@@ -252,18 +314,19 @@ class Analytic(Strategy):
         return {"d2z_dt2": self._along(problem, "jvp2", 2)[0][-1]}
 
     def _along(self, problem, query, order):
-        """z*, its first ``order`` derivatives along the query's direction, and J there."""
-        theta, x, e = problem.theta, problem.x, problem.direction(query)
+        """z*, its first ``order`` derivatives along the query's direction, and the stack."""
+        theta, x = problem.theta, problem.x
         z = self.fixed_point(problem, theta, x)
-        linear = Linearization(problem.f, theta, x, z, e if order else None)
-        return [z, *self.tangents(problem, theta, x, e, z, order, linear)], linear
+        directions = [problem.direction(query)] if order else []
+        stack = LineStack(problem.f, theta, x, z, directions, (order,))
+        return [z, *self.tangents(problem, stack)], stack
 
     @torch.no_grad()
     def grad(self, problem):
         x = problem.x
-        _, linear = self._along(problem, "grad", 0)
+        _, stack = self._along(problem, "grad", 0)
         loss = lambda th, z_: problem.data_loss(th, x, z_)  # noqa: E731
-        return self.loss_gradient(problem, loss, x, None, [], linear)
+        return self.loss_gradient(problem, loss, stack, [])
 
     @torch.no_grad()
     def pinn_grad(self, problem):
@@ -275,20 +338,19 @@ class Analytic(Strategy):
 
     def _physics_gradient(self, problem, query):
         """The physics loss's gradient: Taylor chains along the polarization plan's lines,
-        stacked along the batch (line l holds samples l * batch .. (l + 1) * batch - 1)."""
+        each as long as its terms need, stacked along the batch (:class:`LineStack`)."""
         physics_loss, plan = problem.physics_query(query)[0], problem.partials_plan(query)
-        theta, batch, lines = problem.theta, problem.batch, len(plan.lines)
-        x = problem.x.repeat(lines, 1)
-        e = torch.stack(plan.direction_vectors(problem.directions)).repeat_interleave(batch, dim=0)
-        z = self.fixed_point(problem, theta, problem.x).repeat(lines, 1)
-        linear = Linearization(problem.f, theta, x, z, e)
-        tangents = self.tangents(problem, theta, x, e, z, plan.order, linear)
+        theta, x = problem.theta, problem.x
+        z = self.fixed_point(problem, theta, x)
+        directions = plan.direction_vectors(problem.directions)
+        stack = LineStack(problem.f, theta, x, z, directions, plan.line_orders)
+        tangents = self.tangents(problem, stack)
 
         def loss(th, z_, *vs):
-            chains = [[v[line * batch : (line + 1) * batch] for v in vs] for line in range(lines)]
-            return physics_loss(th, problem.x, z_[:batch], plan.combine(chains))
+            chains = [[v[stack.slot(line)] for v in vs] for line in range(len(plan.lines))]
+            return physics_loss(th, x, z_[: stack.batch], plan.combine(chains))
 
-        return self.loss_gradient(problem, loss, x, e, tangents, linear)
+        return self.loss_gradient(problem, loss, stack, tangents)
 
     @torch.no_grad()
     def hessian(self, problem):
@@ -301,11 +363,9 @@ class Analytic(Strategy):
         eye = torch.eye(n, dtype=problem.dtype, device=problem.device)
         pairs = [(i, j) for i in range(n) for j in range(i, n)]
         directions = torch.stack([eye[i] + eye[j] if i != j else eye[i] for i, j in pairs])
-        x = problem.x.repeat(len(pairs), 1)
-        e = directions.repeat_interleave(batch, dim=0)
-        z = self.fixed_point(problem, theta, problem.x).repeat(len(pairs), 1)
-        linear = Linearization(problem.f, theta, x, z, e)
-        second = self.tangents(problem, theta, x, e, z, 2, linear)[-1].reshape(len(pairs), batch, -1)
+        z = self.fixed_point(problem, theta, problem.x)
+        stack = LineStack(problem.f, theta, problem.x, z, directions, (2,) * len(pairs))
+        second = self.tangents(problem, stack)[-1].reshape(len(pairs), batch, -1)
         pure = {i: second[p] for p, (i, j) in enumerate(pairs) if i == j}
         hessian = torch.empty(batch, second.shape[-1], n, n, dtype=problem.dtype, device=problem.device)
         for p, (i, j) in enumerate(pairs):
