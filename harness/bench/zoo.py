@@ -4,8 +4,10 @@ Every strategy that claims a query exact (torch, JAX and the installed peers), o
 family at the chosen presets, for grad, pinn_grad and pinn2_grad, timed as
 :mod:`deqbench.harness.bench.speed` times its cells: one problem instance at a time, every
 cell warmed up (JAX compiled) and its answer compared with `analytic`'s, then every cell once
-per repetition, in a shuffled order, in one process (one thread on one CPU by default).
-Times drift with the machine's load; the ratios inside one problem do not, so each row
+per repetition, in a shuffled order, in one process (one thread on one CPU by default),
+on the process's CPU time by default (``--clock wall`` for wall time: see
+:func:`~deqbench.harness.bench.speed.time_interleaved`). Times drift with the machine's
+load; the ratios inside one problem much less, so each row
 carries its time over one plain forward solve of the same layer (``x forward``) and over the
 fastest exact strategy of the same query (``x best``).
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 import warnings
 
 import deqbench
@@ -52,7 +55,10 @@ def cell_work(cell, unit: float) -> float:
     return sum(s.iterations * s.rows for s in solves) / unit
 
 
-def measure_problem(family: str, preset: str, strategies, queries, tol: float, repeats: int) -> list[dict]:
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def measure_problem(family, preset, strategies, queries, tol: float, repeats: int, clock="cpu") -> list[dict]:
     """One problem instance's rows: every exact cell, timed interleaved with the forward."""
     problem = deqbench.get_problem(family, preset)
     with warnings.catch_warnings():
@@ -60,7 +66,7 @@ def measure_problem(family: str, preset: str, strategies, queries, tol: float, r
         cells = warmed_up_cells(problem, strategies, queries, tol)
         unit = forward_work(cells)
         work = {(c.strategy, c.query): cell_work(c, unit) for c in cells if c.strategy}
-        time_interleaved(cells, repeats)
+        time_interleaved(cells, repeats, clock=CLOCKS[clock])
     medians = {(c.strategy, c.query): statistics.median(c.times) for c in cells}
     forward = medians["", FORWARD]
     rows = []
@@ -164,6 +170,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--tol", type=float, default=1e-10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--clock", choices=tuple(CLOCKS), default="cpu", help="process CPU time (default) or wall time"
+    )
     args = parser.parse_args(argv)
     use_threads(args.threads)  # before JAX is first imported: its CPU code on one CPU too
     names = [s for s in args.strategies.split(",") if s]
@@ -172,7 +181,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for preset in args.presets.split(","):
         for family in args.problems.split(","):
-            problem_rows = measure_problem(family, preset, strategies, queries, args.tol, args.repeats)
+            problem_rows = measure_problem(
+                family, preset, strategies, queries, args.tol, args.repeats, args.clock
+            )
             print(markdown(problem_rows, COLUMNS), flush=True)
             rows += problem_rows
     print()
