@@ -38,8 +38,15 @@ except ImportError:  # pragma: no cover - a torch that moved it
     _engine_run_backward = None
 
 from deqbench.queries import QUERIES
+from deqbench.solvers import SolverStats, worst_relative
 from deqbench.strategies._implicit_layer import ImplicitLayer
 from deqbench.strategies.base import Strategy
+from deqbench.tolerances import solver_tol
+
+#: The most entries (batch x m x m) of the per-sample Jacobians that a query forms: small
+#: states only (m = 32 at batch 64 is 65536; the large preset, m = 256 at batch 256, 16.8
+#: million, stays matrix-free).
+DENSE_MAX_ENTRIES = 2**20
 
 
 def taylor_map(f, theta, x, e, z, tangents, order=None):
@@ -197,6 +204,13 @@ class LineStack:
         reaching = [sum(o >= i for o in orders) for i in range(1, self.order + 1)]
         self.rows = [self.batch] + [self.batch * lines for lines in reaching]
         self._linear: dict[int, Linearization] = {}
+        self.dense: DenseSolve | None = None  # set where the solves are direct
+
+    def linear_steps(self, forward_steps: int, gradient: bool) -> float:
+        """The batch-sized matvecs the tangent (and, for a gradient, adjoint) solves would
+        take by plain iteration, each about as many steps as the forward solve took."""
+        tangents = sum(self.rows[1:]) / self.batch
+        return forward_steps * (2 * tangents + 1 if gradient else tangents)
 
     def linear(self, i: int) -> Linearization:
         """f linearized on order i's rows (J does not depend on e; f_x[e] there does)."""
@@ -221,6 +235,61 @@ class LineStack:
         """A solve's answer on its rows, with zeros on the other stacked rows."""
         missing = self.z.shape[0] - v.shape[0]
         return v if missing == 0 else torch.cat([v, v.new_zeros(missing, *v.shape[1:])])
+
+
+class DenseSolve:
+    """Every linear solve of one query as two triangular solves with ``I - J`` per sample,
+    LU-factored once: exact to rounding, where a plain iteration stops at its tolerance.
+
+    J per sample comes from one batched reverse pass over f's graph on one copy of the
+    batch (cotangent e_i on every sample at once: row i of each sample's J); it is checked
+    once against a reverse pass with a cotangent that differs per sample, which catches a
+    layer that couples samples (then :meth:`of` returns None and the solves iterate).
+    Stacked right-hand sides (several copies of the batch) broadcast over the factors.
+    Worth it where the solves would take more matvecs than forming J costs (m of them, in
+    one batched call) and the per-step overhead of a small layer dominates.
+    """
+
+    def __init__(self, jacobian, factors, pivots):
+        self.jacobian, self.factors, self.pivots = jacobian, factors, pivots
+
+    @classmethod
+    def of(cls, linear: Linearization, tol: float) -> tuple[DenseSolve | None, SolverStats]:
+        """The factors of ``I - J`` at the linearization (one copy of the batch), or None
+        where J cannot be formed per sample; the statistics of forming it (m reverse
+        passes, batched; residual: the check's relative error)."""
+        z = linear.z
+        batch, m = z.shape
+        basis = torch.eye(m, dtype=z.dtype, device=z.device)[:, None, :].expand(m, batch, m)
+        try:  # an op without a batching rule for its backward: iterate instead
+            with torch.enable_grad():
+                rows = torch.autograd.grad(linear.f_z, z, basis, retain_graph=True, is_grads_batched=True)[0]
+        except RuntimeError:
+            return None, SolverStats("backward", "dense-lu", 0, 0, float("nan"), False, tol, batch)
+        jacobian = rows.transpose(0, 1)  # (batch, i, j): d f_i / d z_j of each sample
+        probe = torch.sin(0.7 * torch.arange(batch * m, dtype=z.dtype, device=z.device) + 0.3)
+        probe = probe.reshape(batch, m)
+        exact = linear.vjp(probe)
+        error = float(worst_relative(torch.einsum("bi,bij->bj", probe, jacobian) - exact, exact))
+        eye = torch.eye(m, dtype=z.dtype, device=z.device)
+        factors, pivots, info = torch.linalg.lu_factor_ex(eye - jacobian)
+        usable = error <= tol and not bool(info.any())
+        stats = SolverStats("backward", "dense-lu", m, m, error, usable, tol, batch)
+        return (cls(jacobian, factors, pivots) if usable else None), stats
+
+    def solve(self, rhs: torch.Tensor, transpose: bool, tol: float) -> tuple[torch.Tensor, SolverStats]:
+        """y = A y + rhs with A = J (tangents) or J^T (adjoints), rhs on copies of the batch;
+        the statistics carry the fixed-point residual ``|A y + rhs - y| / |A y + rhs|``."""
+        batch, m = self.jacobian.shape[0], self.jacobian.shape[1]
+        columns = rhs.reshape(-1, batch, m, 1)
+        y = torch.linalg.lu_solve(self.factors, self.pivots, columns, adjoint=transpose)
+        product = "bji,cbj->cbi" if transpose else "bij,cbj->cbi"  # one bmm: a broadcast @ is 3x slower
+        image = torch.einsum(product, self.jacobian, y[..., 0])[..., None] + columns
+        residual = float(worst_relative((image - y).reshape(rhs.shape), image.reshape(rhs.shape)))
+        converged = residual <= tol  # NaN compares False
+        return y.reshape(rhs.shape), SolverStats(
+            "backward", "dense-lu", 1, 1, residual, converged, tol, rhs.shape[0]
+        )
 
 
 class Analytic(Strategy):
@@ -251,16 +320,45 @@ class Analytic(Strategy):
         the linearization, the others from the Taylor map."""
         tangents = []
         for i in range(1, stack.order + 1):
-            rows, linear = stack.rows[i], stack.linear(i)
+            rows = stack.rows[i]
             if i == 1:
-                rhs = linear.input_jvp()
+                rhs = stack.linear(1).input_jvp()
             else:
                 lower = [v[:rows] for v in tangents]
                 x, e, z = stack.x[:rows], stack.e[:rows], stack.z[:rows]
                 rhs = taylor_map(problem.f, stack.theta, x, e, z, lower, order=i)[-1].detach()
-            step = lambda v, rhs=rhs, linear=linear: linear.jvp(v) + rhs  # noqa: E731
-            tangents.append(self.solve_backward(step, rhs))
+            tangents.append(self.linear_solve(stack, i, rhs, transpose=False))
         return tangents
+
+    def linear_solve(self, stack: LineStack, i: int, rhs: torch.Tensor, transpose: bool) -> torch.Tensor:
+        """y = A y + rhs on order i's rows, A = J (a tangent) or J^T (an adjoint): by the
+        stack's dense factors where it has them, else by the backward solver."""
+        if stack.dense is not None:
+            tol = solver_tol(rhs.dtype) if self.b_tol is None else self.b_tol
+            y, stats = stack.dense.solve(rhs, transpose, tol)
+            self.solves.append(stats)
+            return y
+        linear = stack.linear(i)
+        apply = linear.vjp if transpose else linear.jvp
+        return self.solve_backward(lambda y: apply(y) + rhs, rhs)
+
+    def factor_if_cheaper(self, stack: LineStack, gradient: bool) -> None:
+        """Direct solves (:class:`DenseSolve`) for this query where plain iteration is the
+        backward solver, the state is a small vector, and the linear solves would take at
+        least 2m matvecs (forming J takes m, its LU about m / 3 more): the PDE queries at
+        m = 32, not grad, and nothing at the large preset."""
+        z = stack.z
+        if self.b_solver != "fixed_point" or z.dim() != 2:
+            return
+        m = z.shape[1]
+        forward_steps = next(s.iterations for s in self.solves if s.phase == "forward")
+        if stack.batch * m * m > DENSE_MAX_ENTRIES or stack.linear_steps(forward_steps, gradient) < 2 * m:
+            return
+        tol = solver_tol(z.dtype) if self.b_tol is None else self.b_tol
+        dense, stats = DenseSolve.of(stack.linear(0), max(tol, 1e3 * torch.finfo(z.dtype).eps))
+        if dense is not None:
+            stack.dense = dense
+            self.solves.append(stats)
 
     def loss_gradient(self, problem, loss, stack: LineStack, tangents):
         """d loss(theta, z*, v_1..v_k)/d theta by back substitution through the Taylor map.
@@ -290,9 +388,7 @@ class Analytic(Strategy):
             if j < k:  # coupling from the higher orders, already solved (order j's own
                 # derivative is the solve's J^T; the lower ones do not depend on state j)
                 rhs = rhs + _grad(taylor[j + 1 :], [state[j]], adjoints[j + 1 :])[0]
-            rhs, linear = stack.restrict(j, rhs), stack.linear(j)
-            step = lambda g, rhs=rhs, linear=linear: linear.vjp(g) + rhs  # noqa: E731
-            adjoints[j] = stack.pad(self.solve_backward(step, rhs))
+            adjoints[j] = stack.pad(self.linear_solve(stack, j, stack.restrict(j, rhs), transpose=True))
         theta_from_state = _grad(taylor, list(theta.values()), adjoints)
         return {
             name: (b if a is None else a + b).detach()
@@ -319,6 +415,7 @@ class Analytic(Strategy):
         z = self.fixed_point(problem, theta, x)
         directions = [problem.direction(query)] if order else []
         stack = LineStack(problem.f, theta, x, z, directions, (order,))
+        self.factor_if_cheaper(stack, gradient=query == "grad")
         return [z, *self.tangents(problem, stack)], stack
 
     @torch.no_grad()
@@ -344,6 +441,7 @@ class Analytic(Strategy):
         z = self.fixed_point(problem, theta, x)
         directions = plan.direction_vectors(problem.directions)
         stack = LineStack(problem.f, theta, x, z, directions, plan.line_orders)
+        self.factor_if_cheaper(stack, gradient=True)
         tangents = self.tangents(problem, stack)
 
         def loss(th, z_, *vs):
@@ -365,6 +463,7 @@ class Analytic(Strategy):
         directions = torch.stack([eye[i] + eye[j] if i != j else eye[i] for i, j in pairs])
         z = self.fixed_point(problem, theta, problem.x)
         stack = LineStack(problem.f, theta, problem.x, z, directions, (2,) * len(pairs))
+        self.factor_if_cheaper(stack, gradient=False)
         second = self.tangents(problem, stack)[-1].reshape(len(pairs), batch, -1)
         pure = {i: second[p] for p, (i, j) in enumerate(pairs) if i == j}
         hessian = torch.empty(batch, second.shape[-1], n, n, dtype=problem.dtype, device=problem.device)
