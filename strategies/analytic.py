@@ -1,9 +1,11 @@
-"""`analytic`: implicit differentiation of the tangent DEQ, matrix-free (DESIGN.md section 2).
+"""`analytic`: implicit differentiation of the tangent DEQ (DESIGN.md section 2).
 
 Everything is a linear fixed-point solve with ``J = df/dz`` at the fixed point (tangents) or
 its transpose (adjoints); every right-hand side is a directional derivative of ``f`` from
-nested ``torch.func.jvp``/``vjp`` calls. No m x m (let alone m x m x n) tensor is formed and
-no autograd graph outlives a solver step, so memory does not grow with iteration counts.
+reverse passes of autograd. The solves are matrix-free iterations, except on small states
+whose query needs many solves, where J per sample is formed and LU-factored once
+(:class:`DenseSolve`: at most ``DENSE_MAX_ENTRIES`` numbers); no m x m x n tensor is ever
+formed, and no autograd graph outlives a query, so memory does not grow with iteration counts.
 
 Derivatives of order k along a direction e come from the *Taylor map*: the first k
 derivatives at tau = 0 of
@@ -294,13 +296,14 @@ class DenseSolve:
 
 class Analytic(Strategy):
     name = "analytic"
-    description = "linear fixed-point solves with (I - J) and its transpose; jvp/vjp only"
+    description = "linear solves with (I - J) and its transpose (iterated, or LU on small states); jvp/vjp"
     supported_queries = frozenset(QUERIES)
     exact_queries = frozenset(QUERIES)
     # The linear solves contract at the forward's rate: on the zoo's layers Anderson saves
     # almost no steps there (tanh m=256: 42 vs 46 at rho=1.5) and costs more per step, so
     # plain iteration is the default, as for iterative-backward. `b_solver="anderson"` for
-    # layers that contract slowly.
+    # layers that contract slowly. With plain iteration, a small state whose query needs
+    # many solves gets direct ones instead (`factor_if_cheaper`).
     default_b_solver = "fixed_point"
     default_f_solver = "fixed_point"
 
