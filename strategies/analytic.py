@@ -385,17 +385,22 @@ class Analytic(Strategy):
             else:
                 taylor = taylor_map(problem.f, theta, stack.x, stack.e, state[0], state[1:])
 
-        adjoints: list[torch.Tensor] = [torch.zeros_like(top.z)] * (k + 1)
+        # Back substitution, each order's output of the Taylor map pushed back once: as soon
+        # as adjoint j is solved, one reverse pass of <a_j, taylor_j> gives its coupling into
+        # every lower state and its share of the parameter gradient (taylor_j depends on
+        # states 0..j only; its own state's derivative is the solve's J^T). A pass per
+        # coupling would cross the highest order's graph, the largest, k + 1 times.
+        parameters = list(theta.values())
+        rhs, from_state = list(loss_state), [None] * len(parameters)
         for j in range(k, -1, -1):
-            rhs = loss_state[j]
-            if j < k:  # coupling from the higher orders, already solved (order j's own
-                # derivative is the solve's J^T; the lower ones do not depend on state j)
-                rhs = rhs + _grad(taylor[j + 1 :], [state[j]], adjoints[j + 1 :])[0]
-            adjoints[j] = stack.pad(self.linear_solve(stack, j, stack.restrict(j, rhs), transpose=True))
-        theta_from_state = _grad(taylor, list(theta.values()), adjoints)
+            adjoint = stack.pad(self.linear_solve(stack, j, stack.restrict(j, rhs[j]), transpose=True))
+            pushed = _grad(taylor[j], [*state[:j], *parameters], adjoint)
+            for i in range(j):
+                rhs[i] = rhs[i] + pushed[i]
+            from_state = [p if q is None else q + p for q, p in zip(from_state, pushed[j:], strict=True)]
         return {
             name: (b if a is None else a + b).detach()
-            for name, a, b in zip(theta, loss_theta, theta_from_state, strict=True)
+            for name, a, b in zip(theta, loss_theta, from_state, strict=True)
         }
 
     # -------------------------------------------------------------- queries
