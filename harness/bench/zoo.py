@@ -30,9 +30,10 @@ import statistics
 import time
 import warnings
 
-import deqbench
+from deqbench.api import get_problem
 from deqbench.harness.bench.speed import FORWARD, REFERENCE, registered, time_interleaved, warmed_up_cells
 from deqbench.harness.worker.measure import use_threads
+from deqbench.strategies.base import STRATEGIES
 
 FAMILIES = ("vanderpol", "fourtanks", "heat1d", "wave1d", "poisson2d", "burgers1d", "mongeampere2d", "inr")
 QUERIES = ("grad", "pinn_grad", "pinn2_grad")
@@ -60,7 +61,7 @@ CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 
 def measure_problem(family, preset, strategies, queries, tol: float, repeats: int, clock="cpu") -> list[dict]:
     """One problem instance's rows: every exact cell, timed interleaved with the forward."""
-    problem = deqbench.get_problem(family, preset)
+    problem = get_problem(family, preset)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a peer's deprecation notes; convergence is in `work`
         cells = warmed_up_cells(problem, strategies, queries, tol)
@@ -83,7 +84,7 @@ def measure_problem(family, preset, strategies, queries, tol: float, repeats: in
                 "batch": problem.batch,
                 "query": cell.query,
                 "strategy": cell.strategy,
-                "backend": deqbench.STRATEGIES.get(cell.strategy).backend,
+                "backend": STRATEGIES.get(cell.strategy).backend,
                 "median_ms": 1e3 * median,
                 "x_forward": median / forward,
                 "x_best": median / best,
