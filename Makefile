@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 
 comma := ,
 
-.PHONY: setup run test lint clean ratios bench-jax bench-peers train perf perf-gpu
+.PHONY: setup run test lint clean ratios bench-jax bench-peers train perf perf-gpu perf-zoo
 .PHONY: asv-machine asv-run asv-publish asv-compare asv-continuous
 
 $(STAMP): pyproject.toml
@@ -79,6 +79,16 @@ perf: setup
 	$(BIN)/deqbench run -s analytic,unrolled,iterative-backward,jax-analytic,jax-implicit$(if $(PEERS),$(comma)$(PEERS)) \
 	  -p tanh -q grad,pinn_grad --size large --f-tol 1e-10 --b-tol 1e-10 --threads 1 --out $(PERF_DIR)
 	$(BIN)/python -m deqbench.harness.report.ratios $(PERF_DIR)
+
+# The speed table over the PINN zoo (harness/bench/zoo.py, issue 28): every exact strategy,
+# torch, JAX and the installed peers, on every PINN family at the default and large presets,
+# grad, pinn_grad and pinn2_grad, interleaved in one process on one CPU; each row's time over
+# a forward solve and over the fastest, the solver work in forward solves, and a summary of
+# the fastest torch and JAX strategy per problem and query. ZOO_PROBLEMS picks families.
+ZOO_PROBLEMS ?= vanderpol,fourtanks,heat1d,wave1d,poisson2d,burgers1d,mongeampere2d,inr
+ZOO_PRESETS ?= default,large
+perf-zoo: setup
+	$(BIN)/python -m deqbench.harness.bench.zoo -p $(ZOO_PROBLEMS) --presets $(ZOO_PRESETS) --repeats 5 --threads 1
 
 # The same table on a CUDA machine (harness/bench/gpu_table.py): analytic, jax-analytic, unrolled and
 # the correct peers that are installed, grad and pinn_grad, m = PERF_SIZES, float32 and

@@ -116,6 +116,16 @@ class PolarizationPlan:
             terms[name] = tuple(named_terms)
         return cls(tuple(lines), max(map(len, indices.values())), terms)
 
+    @property
+    def line_orders(self) -> tuple[int, ...]:
+        """The highest derivative each line's terms read: a chain along that line needs no
+        more (heat's u_t + u_xx: order 1 along t, 2 along x, where ``order`` is 2 for both)."""
+        orders = [0] * len(self.lines)
+        for terms in self.terms.values():
+            for term in terms:
+                orders[term.line] = max(orders[term.line], term.order)
+        return tuple(orders)
+
     def direction_vectors(self, directions: Mapping[str, object]) -> list:
         """Each line as an input-space vector built from the problem's named directions."""
         return [sum(float(c) * directions[name] for name, c in line) for line in self.lines]

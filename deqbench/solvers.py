@@ -34,6 +34,7 @@ class SolverStats:
     residual: float
     converged: bool
     tol: float
+    rows: int = 0  # samples in the solve's batch (0: not recorded); a step's cost scales with it
 
     def describe(self) -> str:
         """One line for a warning: which solve, how far it got, and in how many steps."""
@@ -68,7 +69,7 @@ def worst_relative(difference: torch.Tensor, reference: torch.Tensor) -> torch.T
 def _finish(phase, solver, z, iterations, nfev, residual, tol) -> Solution:
     res = float(residual)
     converged = bool(res <= tol)  # NaN compares False: a blown-up solve is not converged.
-    return Solution(z, SolverStats(phase, solver, iterations, nfev, res, converged, tol))
+    return Solution(z, SolverStats(phase, solver, iterations, nfev, res, converged, tol, z.shape[0]))
 
 
 def _tolerance(tol: float | None, z0: torch.Tensor) -> float:

@@ -1,9 +1,11 @@
-"""`analytic`: implicit differentiation of the tangent DEQ, matrix-free (DESIGN.md section 2).
+"""`analytic`: implicit differentiation of the tangent DEQ (DESIGN.md section 2).
 
 Everything is a linear fixed-point solve with ``J = df/dz`` at the fixed point (tangents) or
 its transpose (adjoints); every right-hand side is a directional derivative of ``f`` from
-nested ``torch.func.jvp``/``vjp`` calls. No m x m (let alone m x m x n) tensor is formed and
-no autograd graph outlives a solver step, so memory does not grow with iteration counts.
+reverse passes of autograd. The solves are matrix-free iterations, except on small states
+whose query needs many solves, where J per sample is formed and LU-factored once
+(:class:`DenseSolve`: at most ``DENSE_MAX_ENTRIES`` numbers); no m x m x n tensor is ever
+formed, and no autograd graph outlives a query, so memory does not grow with iteration counts.
 
 Derivatives of order k along a direction e come from the *Taylor map*: the first k
 derivatives at tau = 0 of
@@ -19,8 +21,13 @@ with J on the diagonal: its adjoint is solved block by block from the highest or
 A physics loss on named partials (u_t, u_xx, mixed u_tx, u_txx) needs derivatives along
 several directions. Each is a combination of *pure* derivatives along a few lines, by
 polarization (``deqbench.partials``; DESIGN.md section 2): the lines are stacked along the
-batch, one Taylor chain of the highest order serves them all, and the loss combines the
-chains, so the adjoint pass above is unchanged.
+batch (:class:`LineStack`), each line's chain only as long as its terms need (heat's
+u_t - kappa u_xx: order 1 along t, 2 along x), and the loss combines the chains. Order i's
+tangent and adjoint solves run on the rows of the lines that reach order i, and the adjoint
+of z* on one copy of the batch: every line holds the same z*, so the same J, and by
+linearity the copies' right-hand sides add up. Rows of a line past its order hold zero
+tangents and get zero adjoints exactly (the loss does not read them and no higher order
+couples into them), so leaving them out of the solves changes no digit of the answer.
 """
 
 from __future__ import annotations
@@ -33,8 +40,15 @@ except ImportError:  # pragma: no cover - a torch that moved it
     _engine_run_backward = None
 
 from deqbench.queries import QUERIES
+from deqbench.solvers import SolverStats, worst_relative
 from deqbench.strategies._implicit_layer import ImplicitLayer
 from deqbench.strategies.base import Strategy
+from deqbench.tolerances import solver_tol
+
+#: The most entries (batch x m x m) of the per-sample Jacobians that a query forms: small
+#: states only (m = 32 at batch 64 is 65536; the large preset, m = 256 at batch 256, 16.8
+#: million, stays matrix-free).
+DENSE_MAX_ENTRIES = 2**20
 
 
 def taylor_map(f, theta, x, e, z, tangents, order=None):
@@ -169,15 +183,127 @@ class Linearization:
         return self._transposed
 
 
+class LineStack:
+    """Directions stacked along the batch, each with the Taylor order its chain needs, and
+    the linearizations of f that the solves of each order run on.
+
+    Lines are ranked by order, highest first, so that the lines reaching order i are a
+    prefix of the stacked rows (``rows[i]`` of them); ``rows[0]`` is one copy of the batch,
+    where the adjoint of z* is solved. Line ``l`` (its index in ``orders``) holds the stacked
+    samples ``slot(l)``. One linearization per distinct row count, built when first needed.
+    """
+
+    def __init__(self, f, theta, x, z, directions=(), orders=(0,)):
+        self.f, self.theta, self.batch = f, theta, x.shape[0]
+        self.orders, self.order = tuple(orders), max(orders)
+        ranked = sorted(range(len(orders)), key=lambda line: -orders[line])
+        self.position = {line: p for p, line in enumerate(ranked)}
+        copies = len(orders)
+        self.x, self.z = (t if copies == 1 else t.repeat(copies, *[1] * (t.dim() - 1)) for t in (x, z))
+        self.e = None
+        if len(directions):
+            self.e = torch.stack([directions[line] for line in ranked]).repeat_interleave(self.batch, dim=0)
+        reaching = [sum(o >= i for o in orders) for i in range(1, self.order + 1)]
+        self.rows = [self.batch] + [self.batch * lines for lines in reaching]
+        self._linear: dict[int, Linearization] = {}
+        self.dense: DenseSolve | None = None  # set where the solves are direct
+
+    def linear_steps(self, forward_steps: int, gradient: bool) -> float:
+        """The batch-sized matvecs the tangent (and, for a gradient, adjoint) solves would
+        take by plain iteration, each about as many steps as the forward solve took."""
+        tangents = sum(self.rows[1:]) / self.batch
+        return forward_steps * (2 * tangents + 1 if gradient else tangents)
+
+    def linear(self, i: int) -> Linearization:
+        """f linearized on order i's rows (J does not depend on e; f_x[e] there does)."""
+        rows = self.rows[i]
+        if rows not in self._linear:
+            e = None if self.e is None else self.e[:rows]
+            self._linear[rows] = Linearization(self.f, self.theta, self.x[:rows], self.z[:rows], e)
+        return self._linear[rows]
+
+    def slot(self, line: int) -> slice:
+        start = self.position[line] * self.batch
+        return slice(start, start + self.batch)
+
+    def restrict(self, i: int, rhs: torch.Tensor) -> torch.Tensor:
+        """An adjoint right-hand side on all stacked rows, to order i's solve: its prefix,
+        or for z* (i = 0) the sum over the copies."""
+        if i > 0:
+            return rhs[: self.rows[i]]
+        return rhs.reshape(-1, self.batch, *rhs.shape[1:]).sum(dim=0)
+
+    def pad(self, v: torch.Tensor) -> torch.Tensor:
+        """A solve's answer on its rows, with zeros on the other stacked rows."""
+        missing = self.z.shape[0] - v.shape[0]
+        return v if missing == 0 else torch.cat([v, v.new_zeros(missing, *v.shape[1:])])
+
+
+class DenseSolve:
+    """Every linear solve of one query as two triangular solves with ``I - J`` per sample,
+    LU-factored once: exact to rounding, where a plain iteration stops at its tolerance.
+
+    J per sample comes from one batched reverse pass over f's graph on one copy of the
+    batch (cotangent e_i on every sample at once: row i of each sample's J); it is checked
+    once against a reverse pass with a cotangent that differs per sample, which catches a
+    layer that couples samples (then :meth:`of` returns None and the solves iterate).
+    Stacked right-hand sides (several copies of the batch) broadcast over the factors.
+    Worth it where the solves would take more matvecs than forming J costs (m of them, in
+    one batched call) and the per-step overhead of a small layer dominates.
+    """
+
+    def __init__(self, jacobian, factors, pivots):
+        self.jacobian, self.factors, self.pivots = jacobian, factors, pivots
+
+    @classmethod
+    def of(cls, linear: Linearization, tol: float) -> tuple[DenseSolve | None, SolverStats]:
+        """The factors of ``I - J`` at the linearization (one copy of the batch), or None
+        where J cannot be formed per sample; the statistics of forming it (m reverse
+        passes, batched; residual: the check's relative error)."""
+        z = linear.z
+        batch, m = z.shape
+        basis = torch.eye(m, dtype=z.dtype, device=z.device)[:, None, :].expand(m, batch, m)
+        try:  # an op without a batching rule for its backward: iterate instead
+            with torch.enable_grad():
+                rows = torch.autograd.grad(linear.f_z, z, basis, retain_graph=True, is_grads_batched=True)[0]
+        except RuntimeError:
+            return None, SolverStats("backward", "dense-lu", 0, 0, float("nan"), False, tol, batch)
+        jacobian = rows.transpose(0, 1)  # (batch, i, j): d f_i / d z_j of each sample
+        probe = torch.sin(0.7 * torch.arange(batch * m, dtype=z.dtype, device=z.device) + 0.3)
+        probe = probe.reshape(batch, m)
+        exact = linear.vjp(probe)
+        error = float(worst_relative(torch.einsum("bi,bij->bj", probe, jacobian) - exact, exact))
+        eye = torch.eye(m, dtype=z.dtype, device=z.device)
+        factors, pivots, info = torch.linalg.lu_factor_ex(eye - jacobian)
+        usable = error <= tol and not bool(info.any())
+        stats = SolverStats("backward", "dense-lu", m, m, error, usable, tol, batch)
+        return (cls(jacobian, factors, pivots) if usable else None), stats
+
+    def solve(self, rhs: torch.Tensor, transpose: bool, tol: float) -> tuple[torch.Tensor, SolverStats]:
+        """y = A y + rhs with A = J (tangents) or J^T (adjoints), rhs on copies of the batch;
+        the statistics carry the fixed-point residual ``|A y + rhs - y| / |A y + rhs|``."""
+        batch, m = self.jacobian.shape[0], self.jacobian.shape[1]
+        columns = rhs.reshape(-1, batch, m, 1)
+        y = torch.linalg.lu_solve(self.factors, self.pivots, columns, adjoint=transpose)
+        product = "bji,cbj->cbi" if transpose else "bij,cbj->cbi"  # one bmm: a broadcast @ is 3x slower
+        image = torch.einsum(product, self.jacobian, y[..., 0])[..., None] + columns
+        residual = float(worst_relative((image - y).reshape(rhs.shape), image.reshape(rhs.shape)))
+        converged = residual <= tol  # NaN compares False
+        return y.reshape(rhs.shape), SolverStats(
+            "backward", "dense-lu", 1, 1, residual, converged, tol, rhs.shape[0]
+        )
+
+
 class Analytic(Strategy):
     name = "analytic"
-    description = "linear fixed-point solves with (I - J) and its transpose; jvp/vjp only"
+    description = "linear solves with (I - J) and its transpose (iterated, or LU on small states); jvp/vjp"
     supported_queries = frozenset(QUERIES)
     exact_queries = frozenset(QUERIES)
     # The linear solves contract at the forward's rate: on the zoo's layers Anderson saves
     # almost no steps there (tanh m=256: 42 vs 46 at rho=1.5) and costs more per step, so
     # plain iteration is the default, as for iterative-backward. `b_solver="anderson"` for
-    # layers that contract slowly.
+    # layers that contract slowly. With plain iteration, a small state whose query needs
+    # many solves gets direct ones instead (`factor_if_cheaper`).
     default_b_solver = "fixed_point"
     default_f_solver = "fixed_point"
 
@@ -191,50 +317,90 @@ class Analytic(Strategy):
         with torch.no_grad():
             return self.solve_forward(lambda z: problem.f(theta, x, z), problem.z_init())
 
-    def tangents(self, problem, theta, x, e, z, order, linear):
-        """v_1 .. v_order along e: one linear solve each, v_i = J v_i + r_i. The first
-        right-hand side comes from the linearization, the others from the Taylor map."""
+    def tangents(self, problem, stack: LineStack) -> list[torch.Tensor]:
+        """v_1 .. v_k along the stack's lines: one linear solve per order, v_i = J v_i + r_i,
+        on the rows of the lines that reach order i. The first right-hand side comes from
+        the linearization, the others from the Taylor map."""
         tangents = []
-        for i in range(1, order + 1):
+        for i in range(1, stack.order + 1):
+            rows = stack.rows[i]
             if i == 1:
-                rhs = linear.input_jvp()
+                rhs = stack.linear(1).input_jvp()
             else:
-                rhs = taylor_map(problem.f, theta, x, e, z, tangents, order=i)[-1].detach()
-            tangents.append(self.solve_backward(lambda v, rhs=rhs: linear.jvp(v) + rhs, rhs))
+                lower = [v[:rows] for v in tangents]
+                x, e, z = stack.x[:rows], stack.e[:rows], stack.z[:rows]
+                rhs = taylor_map(problem.f, stack.theta, x, e, z, lower, order=i)[-1].detach()
+            tangents.append(self.linear_solve(stack, i, rhs, transpose=False))
         return tangents
 
-    def loss_gradient(self, problem, loss, x, e, tangents, linear):
+    def linear_solve(self, stack: LineStack, i: int, rhs: torch.Tensor, transpose: bool) -> torch.Tensor:
+        """y = A y + rhs on order i's rows, A = J (a tangent) or J^T (an adjoint): by the
+        stack's dense factors where it has them, else by the backward solver."""
+        if stack.dense is not None:
+            tol = solver_tol(rhs.dtype) if self.b_tol is None else self.b_tol
+            y, stats = stack.dense.solve(rhs, transpose, tol)
+            self.solves.append(stats)
+            return y
+        linear = stack.linear(i)
+        apply = linear.vjp if transpose else linear.jvp
+        return self.solve_backward(lambda y: apply(y) + rhs, rhs)
+
+    def factor_if_cheaper(self, stack: LineStack, gradient: bool) -> None:
+        """Direct solves (:class:`DenseSolve`) for this query where plain iteration is the
+        backward solver, the state is a small vector, and the linear solves would take at
+        least 2m matvecs (forming J takes m, its LU about m / 3 more): the PDE queries at
+        m = 32, not grad, and nothing at the large preset."""
+        z = stack.z
+        if self.b_solver != "fixed_point" or z.dim() != 2:
+            return
+        m = z.shape[1]
+        forward_steps = next(s.iterations for s in self.solves if s.phase == "forward")
+        if stack.batch * m * m > DENSE_MAX_ENTRIES or stack.linear_steps(forward_steps, gradient) < 2 * m:
+            return
+        tol = solver_tol(z.dtype) if self.b_tol is None else self.b_tol
+        dense, stats = DenseSolve.of(stack.linear(0), max(tol, 1e3 * torch.finfo(z.dtype).eps))
+        if dense is not None:
+            stack.dense = dense
+            self.solves.append(stats)
+
+    def loss_gradient(self, problem, loss, stack: LineStack, tangents):
         """d loss(theta, z*, v_1..v_k)/d theta by back substitution through the Taylor map.
 
         Reverse mode uses plain autograd on graphs built once (of f, of the Taylor map and of
         the loss) and reused by every solver step, so what autograd saves does not grow
         with iterations (and ``saved_tensors_hooks``, which torch.func.vjp refuses, see it).
         The Taylor map of orders 0 and 1 is the linearization's own graph; from order 2 on
-        it is built anew at the solved tangents.
+        it is built anew at the solved tangents (zero-padded to every stacked row).
         """
-        k = len(tangents)
-        theta = linear.theta
+        k = stack.order
+        top = stack.linear(min(k, 1))  # every stacked row
+        theta = top.theta
         with torch.enable_grad():
-            state = [linear.z, *(v.detach().requires_grad_(True) for v in tangents)]
+            state = [top.z, *(stack.pad(v).requires_grad_(True) for v in tangents)]
             loss_theta, loss_state = _loss_partials(loss(theta, *state), list(theta.values()), state)
             if k == 0:
-                taylor = [linear.f_z]
+                taylor = [top.f_z]
             elif k == 1:
-                taylor = linear.first_order_map(tangents[0])
+                taylor = top.first_order_map(tangents[0])
             else:
-                taylor = taylor_map(problem.f, theta, x, e, state[0], state[1:])
+                taylor = taylor_map(problem.f, theta, stack.x, stack.e, state[0], state[1:])
 
-        adjoints: list[torch.Tensor] = [torch.zeros_like(linear.z)] * (k + 1)
+        # Back substitution, each order's output of the Taylor map pushed back once: as soon
+        # as adjoint j is solved, one reverse pass of <a_j, taylor_j> gives its coupling into
+        # every lower state and its share of the parameter gradient (taylor_j depends on
+        # states 0..j only; its own state's derivative is the solve's J^T). A pass per
+        # coupling would cross the highest order's graph, the largest, k + 1 times.
+        parameters = list(theta.values())
+        rhs, from_state = list(loss_state), [None] * len(parameters)
         for j in range(k, -1, -1):
-            rhs = loss_state[j]
-            if j < k:  # coupling from the higher orders, already solved (order j's own
-                # derivative is the solve's J^T; the lower ones do not depend on state j)
-                rhs = rhs + _grad(taylor[j + 1 :], [state[j]], adjoints[j + 1 :])[0]
-            adjoints[j] = self.solve_backward(lambda g, rhs=rhs: linear.vjp(g) + rhs, rhs)
-        theta_from_state = _grad(taylor, list(theta.values()), adjoints)
+            adjoint = stack.pad(self.linear_solve(stack, j, stack.restrict(j, rhs[j]), transpose=True))
+            pushed = _grad(taylor[j], [*state[:j], *parameters], adjoint)
+            for i in range(j):
+                rhs[i] = rhs[i] + pushed[i]
+            from_state = [p if q is None else q + p for q, p in zip(from_state, pushed[j:], strict=True)]
         return {
             name: (b if a is None else a + b).detach()
-            for name, a, b in zip(theta, loss_theta, theta_from_state, strict=True)
+            for name, a, b in zip(theta, loss_theta, from_state, strict=True)
         }
 
     # -------------------------------------------------------------- queries
@@ -252,18 +418,20 @@ class Analytic(Strategy):
         return {"d2z_dt2": self._along(problem, "jvp2", 2)[0][-1]}
 
     def _along(self, problem, query, order):
-        """z*, its first ``order`` derivatives along the query's direction, and J there."""
-        theta, x, e = problem.theta, problem.x, problem.direction(query)
+        """z*, its first ``order`` derivatives along the query's direction, and the stack."""
+        theta, x = problem.theta, problem.x
         z = self.fixed_point(problem, theta, x)
-        linear = Linearization(problem.f, theta, x, z, e if order else None)
-        return [z, *self.tangents(problem, theta, x, e, z, order, linear)], linear
+        directions = [problem.direction(query)] if order else []
+        stack = LineStack(problem.f, theta, x, z, directions, (order,))
+        self.factor_if_cheaper(stack, gradient=query == "grad")
+        return [z, *self.tangents(problem, stack)], stack
 
     @torch.no_grad()
     def grad(self, problem):
         x = problem.x
-        _, linear = self._along(problem, "grad", 0)
+        _, stack = self._along(problem, "grad", 0)
         loss = lambda th, z_: problem.data_loss(th, x, z_)  # noqa: E731
-        return self.loss_gradient(problem, loss, x, None, [], linear)
+        return self.loss_gradient(problem, loss, stack, [])
 
     @torch.no_grad()
     def pinn_grad(self, problem):
@@ -275,20 +443,20 @@ class Analytic(Strategy):
 
     def _physics_gradient(self, problem, query):
         """The physics loss's gradient: Taylor chains along the polarization plan's lines,
-        stacked along the batch (line l holds samples l * batch .. (l + 1) * batch - 1)."""
+        each as long as its terms need, stacked along the batch (:class:`LineStack`)."""
         physics_loss, plan = problem.physics_query(query)[0], problem.partials_plan(query)
-        theta, batch, lines = problem.theta, problem.batch, len(plan.lines)
-        x = problem.x.repeat(lines, 1)
-        e = torch.stack(plan.direction_vectors(problem.directions)).repeat_interleave(batch, dim=0)
-        z = self.fixed_point(problem, theta, problem.x).repeat(lines, 1)
-        linear = Linearization(problem.f, theta, x, z, e)
-        tangents = self.tangents(problem, theta, x, e, z, plan.order, linear)
+        theta, x = problem.theta, problem.x
+        z = self.fixed_point(problem, theta, x)
+        directions = plan.direction_vectors(problem.directions)
+        stack = LineStack(problem.f, theta, x, z, directions, plan.line_orders)
+        self.factor_if_cheaper(stack, gradient=True)
+        tangents = self.tangents(problem, stack)
 
         def loss(th, z_, *vs):
-            chains = [[v[line * batch : (line + 1) * batch] for v in vs] for line in range(lines)]
-            return physics_loss(th, problem.x, z_[:batch], plan.combine(chains))
+            chains = [[v[stack.slot(line)] for v in vs] for line in range(len(plan.lines))]
+            return physics_loss(th, x, z_[: stack.batch], plan.combine(chains))
 
-        return self.loss_gradient(problem, loss, x, e, tangents, linear)
+        return self.loss_gradient(problem, loss, stack, tangents)
 
     @torch.no_grad()
     def hessian(self, problem):
@@ -301,11 +469,10 @@ class Analytic(Strategy):
         eye = torch.eye(n, dtype=problem.dtype, device=problem.device)
         pairs = [(i, j) for i in range(n) for j in range(i, n)]
         directions = torch.stack([eye[i] + eye[j] if i != j else eye[i] for i, j in pairs])
-        x = problem.x.repeat(len(pairs), 1)
-        e = directions.repeat_interleave(batch, dim=0)
-        z = self.fixed_point(problem, theta, problem.x).repeat(len(pairs), 1)
-        linear = Linearization(problem.f, theta, x, z, e)
-        second = self.tangents(problem, theta, x, e, z, 2, linear)[-1].reshape(len(pairs), batch, -1)
+        z = self.fixed_point(problem, theta, problem.x)
+        stack = LineStack(problem.f, theta, problem.x, z, directions, (2,) * len(pairs))
+        self.factor_if_cheaper(stack, gradient=False)
+        second = self.tangents(problem, stack)[-1].reshape(len(pairs), batch, -1)
         pure = {i: second[p] for p, (i, j) in enumerate(pairs) if i == j}
         hessian = torch.empty(batch, second.shape[-1], n, n, dtype=problem.dtype, device=problem.device)
         for p, (i, j) in enumerate(pairs):

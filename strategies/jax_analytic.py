@@ -25,6 +25,12 @@ while jet has rules for a subset of primitives (``jnp.arctan``: KeyError) and fa
 ``custom_jvp`` functions (``jax.nn.relu``, ``jax.nn.softplus``: a leaked tracer), which a
 user's layer may well use.
 
+A physics loss's polarization lines are stacked along the batch as in `analytic`
+(:class:`LineStack`): each line's chain only as long as its terms need, order i's tangent
+and adjoint solves on the rows of the lines that reach order i, and z*'s adjoint on one copy
+of the batch (the copies share J, so their right-hand sides add up); the rows left out
+would hold zero tangents and zero adjoints exactly.
+
 JAX is imported inside functions only: the registry imports every strategy module, also in
 torch-only runs.
 """
@@ -93,6 +99,46 @@ class Linearization:
         return self._vjp(a)[0]
 
 
+class LineStack:
+    """Directions stacked along the batch, highest Taylor order first, as in `analytic`:
+    ``rows[i]`` stacked rows reach order i (a prefix), ``rows[0]`` is one copy of the batch;
+    one linearization of f per distinct row count, built eagerly in the caller's trace."""
+
+    def __init__(self, f, theta, x, z, directions, orders):
+        jnp = import_jax().numpy
+        self.batch, self.order = x.shape[0], max(orders)
+        ranked = sorted(range(len(orders)), key=lambda line: -orders[line])
+        self.position = {line: p for p, line in enumerate(ranked)}
+        copies = len(orders)
+        self.x, self.z = (jnp.tile(t, (copies,) + (1,) * (t.ndim - 1)) for t in (x, z))
+        self.e = jnp.repeat(jnp.stack([directions[line] for line in ranked]), self.batch, axis=0)
+        reaching = [sum(o >= i for o in orders) for i in range(1, self.order + 1)]
+        self.rows = [self.batch] + [self.batch * lines for lines in reaching]
+        self._linear = {
+            rows: Linearization(f, theta, self.x[:rows], self.z[:rows]) for rows in set(self.rows)
+        }
+
+    def linear(self, i: int) -> Linearization:
+        return self._linear[self.rows[i]]
+
+    def slot(self, line: int) -> slice:
+        start = self.position[line] * self.batch
+        return slice(start, start + self.batch)
+
+    def restrict(self, i: int, rhs):
+        """An adjoint right-hand side on all stacked rows, to order i's solve: its prefix,
+        or for z* (i = 0) the sum over the copies."""
+        if i > 0:
+            return rhs[: self.rows[i]]
+        return rhs.reshape(-1, self.batch, *rhs.shape[1:]).sum(axis=0)
+
+    def pad(self, v):
+        """A solve's answer on its rows, with zeros on the other stacked rows."""
+        jnp = import_jax().numpy
+        missing = self.z.shape[0] - v.shape[0]
+        return v if missing == 0 else jnp.concatenate([v, jnp.zeros((missing, *v.shape[1:]), v.dtype)])
+
+
 def tree_add(a, b):
     """Entry-wise sum of two pytrees of the same structure (dicts of parameters)."""
     jax = import_jax()
@@ -114,60 +160,65 @@ class JaxAnalytic(JaxStrategy):
     def fixed_point(self, problem, theta, x):
         return self.solve_forward(lambda z: problem.f(theta, x, z), problem.z_init())
 
-    def tangents(self, problem, theta, x, e, z, order, linear):
-        """v_1 .. v_order along e: one linear solve each, v_i = J v_i + r_i."""
+    def tangents(self, problem, theta, stack: LineStack):
+        """v_1 .. v_k along the stack's lines, order i on the rows that reach it."""
         jnp = import_jax().numpy
         tangents = []
-        for _ in range(order):
-            rhs = taylor_map(problem.f, theta, x, e, z, [*tangents, jnp.zeros_like(z)])[-1]
-            tangents.append(self.solve_backward(lambda v, rhs=rhs: linear.jvp(v) + rhs, rhs))
+        for i in range(1, stack.order + 1):
+            rows, linear = stack.rows[i], stack.linear(i)
+            lower = [v[:rows] for v in tangents]
+            x, e, z = stack.x[:rows], stack.e[:rows], stack.z[:rows]
+            rhs = taylor_map(problem.f, theta, x, e, z, [*lower, jnp.zeros_like(z)])[-1]
+            step = lambda v, rhs=rhs, linear=linear: linear.jvp(v) + rhs  # noqa: E731
+            tangents.append(self.solve_backward(step, rhs))
         return tangents
 
-    def loss_gradient(self, problem, loss, theta, x, e, z, tangents, linear):
+    def loss_gradient(self, problem, loss, theta, stack: LineStack, tangents):
         """d loss(theta, z*, v_1..v_k)/d theta by back substitution through the Taylor map.
 
-        One vjp of the Taylor map (built once, at the solved state) serves every step: the
-        coupling of adjoint j to the higher orders, and at the end the parameter gradient.
-        Each call asks for all its cotangents; under jit XLA keeps only those used.
+        One vjp of the Taylor map (built once, at the solved state, the tangents zero-padded
+        to every stacked row) serves every step: the coupling of adjoint j to the higher
+        orders, and at the end the parameter gradient. Adjoint j is solved on order j's
+        rows. Each call asks for all its cotangents; under jit XLA keeps only those used.
         """
         jax = import_jax()
-        state = (z, *tangents)
+        state = (stack.z, *(stack.pad(v) for v in tangents))
         k = len(tangents)
         loss_theta, *loss_state = jax.grad(loss, argnums=tuple(range(k + 2)))(theta, *state)
-        _, map_vjp = jax.vjp(lambda th, *s: taylor_map(problem.f, th, x, e, s[0], s[1:]), theta, *state)
+        taylor = lambda th, *s: taylor_map(problem.f, th, stack.x, stack.e, s[0], s[1:])  # noqa: E731
+        _, map_vjp = jax.vjp(taylor, theta, *state)
 
-        adjoints = [jax.numpy.zeros_like(z)] * (k + 1)
+        adjoints = [jax.numpy.zeros_like(stack.z)] * (k + 1)
         for j in range(k, -1, -1):
             rhs = loss_state[j]
             if j < k:  # coupling from the higher orders, already solved
                 rhs = rhs + map_vjp(adjoints)[1 + j]
-            adjoints[j] = self.solve_backward(lambda a, rhs=rhs: linear.vjp(a) + rhs, rhs)
+            rhs, linear = stack.restrict(j, rhs), stack.linear(j)
+            step = lambda a, rhs=rhs, linear=linear: linear.vjp(a) + rhs  # noqa: E731
+            adjoints[j] = stack.pad(self.solve_backward(step, rhs))
         return tree_add(loss_theta, map_vjp(adjoints)[0])
 
     def along(self, problem, theta, x, e, order):
-        """z*, its first ``order`` derivatives along e, and J there."""
+        """z*, its first ``order`` derivatives along e, and the one-line stack."""
         z = self.fixed_point(problem, theta, x)
-        linear = Linearization(problem.f, theta, x, z)
-        return [z, *self.tangents(problem, theta, x, e, z, order, linear)], linear
+        stack = LineStack(problem.f, theta, x, z, [e], (order,))
+        return [z, *self.tangents(problem, theta, stack)], stack
 
     def physics_gradient(self, problem, theta, x, query):
-        """As torch `analytic`: Taylor chains along the polarization plan's lines, stacked
-        along the batch (line l holds samples l * batch .. (l + 1) * batch - 1), combined
-        into the named partials inside the loss."""
-        jnp = import_jax().numpy
+        """As torch `analytic`: Taylor chains along the polarization plan's lines, each as
+        long as its terms need, stacked along the batch (:class:`LineStack`), combined into
+        the named partials inside the loss."""
         physics_loss, plan = problem.physics_query(query)[0], problem.partials_plan(query)
-        batch, lines = x.shape[0], len(plan.lines)
-        stacked_x = jnp.tile(x, (lines, 1))
-        e = jnp.repeat(jnp.stack(plan.direction_vectors(problem.directions)), batch, axis=0)
-        z = jnp.tile(self.fixed_point(problem, theta, x), (lines, 1))
-        linear = Linearization(problem.f, theta, stacked_x, z)
-        tangents = self.tangents(problem, theta, stacked_x, e, z, plan.order, linear)
+        z = self.fixed_point(problem, theta, x)
+        directions = plan.direction_vectors(problem.directions)
+        stack = LineStack(problem.f, theta, x, z, directions, plan.line_orders)
+        tangents = self.tangents(problem, theta, stack)
 
         def loss(th, z_, *vs):
-            chains = [[v[line * batch : (line + 1) * batch] for v in vs] for line in range(lines)]
-            return physics_loss(th, x, z_[:batch], plan.combine(chains))
+            chains = [[v[stack.slot(line)] for v in vs] for line in range(len(plan.lines))]
+            return physics_loss(th, x, z_[: stack.batch], plan.combine(chains))
 
-        return self.loss_gradient(problem, loss, theta, stacked_x, e, z, tangents, linear)
+        return self.loss_gradient(problem, loss, theta, stack, tangents)
 
     # -------------------------------------------------------------- queries
     def forward(self, problem, theta, x):
@@ -182,9 +233,9 @@ class JaxAnalytic(JaxStrategy):
 
     def grad(self, problem, theta, x):
         e = problem.direction("jvp")  # unused: the Taylor map of order 0 is f itself
-        (z,), linear = self.along(problem, theta, x, e, 0)
+        _, stack = self.along(problem, theta, x, e, 0)
         loss = lambda th, z_: problem.data_loss(th, x, z_)  # noqa: E731
-        return self.loss_gradient(problem, loss, theta, x, e, z, [], linear)
+        return self.loss_gradient(problem, loss, theta, stack, [])
 
     def pinn_grad(self, problem, theta, x):
         return self.physics_gradient(problem, theta, x, "pinn_grad")
@@ -197,18 +248,16 @@ class JaxAnalytic(JaxStrategy):
 
         H(e_i, e_j) = (D2(e_i + e_j) - D2(e_i) - D2(e_j)) / 2, where D2(e) is d2z*/dtau2
         along e; the n(n+1)/2 directions are stacked along the batch, so that one forward
-        solve, one linearization and two tangent solves serve them all.
+        solve and two tangent solves serve them all.
         """
         jnp = import_jax().numpy
         batch, n = x.shape
         pairs = [(i, j) for i in range(n) for j in range(i, n)]
         eye = jnp.eye(n, dtype=x.dtype)
         directions = jnp.stack([eye[i] + eye[j] if i != j else eye[i] for i, j in pairs])
-        stacked_x = jnp.tile(x, (len(pairs), 1))
-        e = jnp.repeat(directions, batch, axis=0)
-        z = jnp.tile(self.fixed_point(problem, theta, x), (len(pairs), 1))
-        linear = Linearization(problem.f, theta, stacked_x, z)
-        second = self.tangents(problem, theta, stacked_x, e, z, 2, linear)[-1].reshape(len(pairs), batch, -1)
+        z = self.fixed_point(problem, theta, x)
+        stack = LineStack(problem.f, theta, x, z, directions, (2,) * len(pairs))
+        second = self.tangents(problem, theta, stack)[-1].reshape(len(pairs), batch, -1)
         return {"d2z_dx2": polarized(second, pairs, n)}
 
 

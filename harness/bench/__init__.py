@@ -1,5 +1,5 @@
 """Benchmarks run as modules (python -m deqbench.harness.bench.X): the interleaved speed
-table, its GPU version and the executor comparison.
+table, its GPU version, the PINN-zoo table and the executor comparison.
 
 Public names: those of __init__.pyi beside this file, each loaded on first use
 (lazy_loader), so that importing one module of this package does not import the rest.

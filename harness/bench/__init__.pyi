@@ -3,3 +3,4 @@
 from . import executor_bench as executor_bench
 from . import gpu_table as gpu_table
 from . import speed as speed
+from . import zoo as zoo

@@ -108,10 +108,23 @@ def compare_answers(cells: list[Cell]) -> None:
             cell.difference = max(relative_errors(answers[cell.strategy, cell.query], reference).values())
 
 
-def time_interleaved(cells: list[Cell], repeats: int, synchronize: Callable[[], None] = lambda: None) -> None:
+def time_interleaved(
+    cells: list[Cell],
+    repeats: int,
+    synchronize: Callable[[], None] = lambda: None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> None:
     """Every cell once per repetition, in an order shuffled anew each time (seeded);
     ``synchronize`` waits for queued device work (``torch.cuda.synchronize`` on a GPU)
     before the clock is read on either side.
+
+    ``clock``: wall time by default; ``time.process_time`` (the CPU time of every thread of
+    the process) on a CPU shared with other jobs, where a millisecond cell is preempted in
+    most repetitions: wall-time medians of `analytic`'s grad, the same solver work (1.93 and
+    1.96 forward solves), were 15.4 and 3.7 forward solves on heat1d and burgers1d at
+    m = 32 (load 11 on 2 CPUs). CPU time
+    leaves out the time spent waiting for a CPU; it counts spin-waiting threads, which one
+    thread (``--threads 1``) does not have.
 
     Not one fixed order: a cell that follows another framework's (the first JAX cell after
     the torch ones) ran 15 to 20% slower than the same cell placed elsewhere (tanh m = 256,
@@ -122,10 +135,10 @@ def time_interleaved(cells: list[Cell], repeats: int, synchronize: Callable[[], 
     for _ in range(repeats):
         for cell in order.sample(cells, len(cells)):
             synchronize()
-            start = time.perf_counter()
+            start = clock()
             cell.run()
             synchronize()
-            cell.times.append(time.perf_counter() - start)
+            cell.times.append(clock() - start)
 
 
 def warmed_up_cells(problem, strategies, queries, tol: float) -> list[Cell]:
