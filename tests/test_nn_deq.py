@@ -65,7 +65,8 @@ def test_gradcheck_and_gradgradcheck_in_x_and_parameters():
     x, params = inputs(2), list(cell.parameters())
 
     def z_star(x_, *values):
-        return torch.func.functional_call(deq, dict(zip(dict(deq.named_parameters()), values)), (x_,))
+        names = dict(deq.named_parameters())
+        return torch.func.functional_call(deq, dict(zip(names, values, strict=True)), (x_,))
 
     args = (x, *[p.detach().clone().requires_grad_(True) for p in params])
     assert torch.autograd.gradcheck(z_star, args, atol=1e-7, rtol=1e-6)
@@ -105,7 +106,8 @@ def pinn_gradient(z_of_x, cell, head):
     for p in [*cell.parameters(), *head.parameters()]:
         p.grad = None
     loss.backward()
-    return [torch.zeros_like(p) if p.grad is None else p.grad for p in [*cell.parameters(), *head.parameters()]]
+    parameters = [*cell.parameters(), *head.parameters()]
+    return [torch.zeros_like(p) if p.grad is None else p.grad for p in parameters]
 
 
 def test_pinn_loss_backward_is_exact():
