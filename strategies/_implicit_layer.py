@@ -1,7 +1,12 @@
-"""The `analytic` strategy as a differentiable torch layer, exact at every order.
+"""A fixed point as a differentiable torch function, exact at every order.
 
-``ImplicitLayer(strategy, problem)(theta, x)`` returns z* as a tensor autograd can
-differentiate as often as it likes: its backward is a linear fixed-point solve with J^T,
+:func:`fixed_point(layer, x, theta_values) <fixed_point>` returns z* as a tensor autograd
+can differentiate as often as it likes, for any ``layer`` that provides ``f(theta_values,
+x, z)`` (theta_values: a tuple of tensors), ``initial_state(x)`` and ``solve_forward(g, z0)``
+/ ``solve_backward(g, z0)`` (tensors out, warning where a solve falls short). Two layers use
+it: :class:`ImplicitLayer` (the `analytic` strategy on a deqbench Problem:
+``ImplicitLayer(strategy, problem)(theta, x)``) and the public :class:`deqbench.nn.DEQ`
+around a user's module. Its backward is a linear fixed-point solve with J^T,
 and the backward of every linear solve is again a linear solve (with the other of J, J^T),
 so a second, third ... backward pass is implicit too. Nothing iterates inside the graph.
 
@@ -18,8 +23,8 @@ gradcheck/gradgradcheck verify `analytic`, and how a user trains with it.
 
 Every solve, forward or in a backward pass, warns (:class:`deqbench.NotConvergedWarning`)
 when it stops short of its tolerance, as ``deqbench.query`` does: a layer used for training
-has no result object to carry a converged flag. The layer keeps no statistics of its own, so
-a long training run does not accumulate them.
+has no result object to carry a converged flag. :class:`ImplicitLayer` keeps no statistics
+of its own, so a long training run does not accumulate them.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ def _partial_vjp(layer, arguments, cotangent):
     """Partial vjp of f(theta, x, z) w.r.t. each of (z, x, *theta_values), independently."""
 
     def f_of(z_, x_, *theta_):
-        return layer.problem.f(layer.theta_dict(theta_), x_, z_)
+        return layer.f(theta_, x_, z_)
 
     _, vjp_fn = vjp(f_of, *arguments)
     return vjp_fn(cotangent)
@@ -47,29 +52,39 @@ def _bilinear_partials(layer, arguments, left, right):
     """Partials of <left, J(z, x, theta) right> w.r.t. (z, x, *theta_values)."""
 
     def bilinear(z_, x_, *theta_):
-        f_at = lambda zz: layer.problem.f(layer.theta_dict(theta_), x_, zz)  # noqa: E731
+        f_at = lambda zz: layer.f(theta_, x_, zz)  # noqa: E731
         return (left * jvp(f_at, (z_,), (right,))[1]).sum()
 
     return grad(bilinear, argnums=tuple(range(len(arguments))))(*arguments)
 
 
 class _LinearSolve(torch.autograd.Function):
-    """y = A y + rhs, A = J (transpose False) or J^T (transpose True), solved without a graph."""
+    """y = A y + rhs, A = J (transpose False) or J^T (transpose True), solved without a graph.
+
+    Written with ``setup_context`` (not ``forward(ctx, ...)``) so that torch.func's reverse
+    transforms (``grad``, ``vjp``, ``jacrev``) may call it as well as plain autograd.
+    """
 
     @staticmethod
-    def forward(ctx, layer, transpose, rhs, z, x, *theta_values):
-        theta = layer.theta_dict(t.detach() for t in theta_values)
-        f_at = lambda z_: layer.problem.f(theta, x.detach(), z_)  # noqa: E731
-        _, vjp_at_z = vjp(f_at, z.detach())
+    def forward(layer, transpose, rhs, z, x, *theta_values):
+        # f's graph at the fixed point, recorded once and reused by every step: J^T v is a
+        # reverse pass over it, J v a reverse pass over that pass's own graph (`analytic`'s
+        # Linearization; several times cheaper a step than a torch.func jvp that re-runs f).
+        from deqbench.strategies.analytic import Linearization  # analytic imports this module
 
-        def apply_a(v):
-            return vjp_at_z(v)[0] if transpose else jvp(f_at, (z.detach(),), (v,))[1]
-
+        theta = {str(i): t.detach() for i, t in enumerate(theta_values)}
+        f = lambda th, x_, z_: layer.f(tuple(th.values()), x_, z_)  # noqa: E731
+        linear = Linearization(f, theta, x.detach(), z.detach())
+        apply_a = linear.vjp if transpose else linear.jvp
+        rhs = rhs.detach()
         with torch.no_grad():
-            y = layer.solve_backward(lambda v: apply_a(v) + rhs.detach(), rhs.detach())
+            return layer.solve_backward(lambda v: apply_a(v) + rhs, rhs)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        layer, transpose, _, z, x, *theta_values = inputs
         ctx.layer, ctx.transpose = layer, transpose
-        ctx.save_for_backward(y, z, x, *theta_values)
-        return y
+        ctx.save_for_backward(output, z, x, *theta_values)
 
     @staticmethod
     def backward(ctx, c):
@@ -84,14 +99,16 @@ class _LinearSolve(torch.autograd.Function):
 
 class _FixedPoint(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, layer, x, *theta_values):
-        theta = layer.theta_dict(theta_values)
-        z0 = torch.zeros(x.shape[0], layer.problem.m, dtype=x.dtype, device=x.device)
+    def forward(layer, x, *theta_values):
         with torch.no_grad():
-            z = layer.solve_forward(lambda z: layer.problem.f(theta, x, z), z0)
+            x_, theta = x.detach(), tuple(t.detach() for t in theta_values)
+            return layer.solve_forward(lambda z: layer.f(theta, x_, z), layer.initial_state(x_))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        layer, x, *theta_values = inputs
         ctx.layer = layer
-        ctx.save_for_backward(z, x, *theta_values)
-        return z
+        ctx.save_for_backward(output, x, *theta_values)  # the output: differentiable in backward
 
     @staticmethod
     def backward(ctx, u):
@@ -102,6 +119,11 @@ class _FixedPoint(torch.autograd.Function):
         return (None, *partials)
 
 
+def fixed_point(layer, x: torch.Tensor, theta_values) -> torch.Tensor:
+    """z* of ``layer`` at (x, theta_values), differentiable at every order (module doc)."""
+    return _FixedPoint.apply(layer, x, *theta_values)
+
+
 class ImplicitLayer:
     """z*(theta, x) for one problem, differentiable at every order by implicit solves."""
 
@@ -110,6 +132,12 @@ class ImplicitLayer:
         self.names = tuple(problem.theta)
         self.strategy = strategy
 
+    def f(self, theta_values, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.problem.f(self.theta_dict(theta_values), x, z)
+
+    def initial_state(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x.shape[0], self.problem.m, dtype=x.dtype, device=x.device)
+
     def solve_forward(self, g, z0: torch.Tensor) -> torch.Tensor:
         return self._checked(self.strategy.forward_solution(g, z0))
 
@@ -117,16 +145,19 @@ class ImplicitLayer:
         return self._checked(self.strategy.backward_solution(g, z0))
 
     def _checked(self, solution: Solution) -> torch.Tensor:
-        if not solution.stats.converged:
-            # Issued from inside autograd Functions: the caller's frame is too far up to
-            # point at reliably, so the message says what failed instead.
-            warnings.warn(
-                f"{self.problem.name} layer: {solution.stats.describe()}", NotConvergedWarning, stacklevel=2
-            )
+        warn_if_not_converged(solution, f"{self.problem.name} layer")
         return solution.z
 
     def theta_dict(self, values) -> dict[str, torch.Tensor]:
         return dict(zip(self.names, values, strict=True))
 
     def __call__(self, theta: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return _FixedPoint.apply(self, x, *(theta[name] for name in self.names))
+        return fixed_point(self, x, [theta[name] for name in self.names])
+
+
+def warn_if_not_converged(solution: Solution, what: str) -> None:
+    """NotConvergedWarning naming ``what`` and the solve, if it stopped short of its tol."""
+    if not solution.stats.converged:
+        # Issued from inside autograd Functions: the caller's frame is too far up to
+        # point at reliably, so the message says what failed instead.
+        warnings.warn(f"{what}: {solution.stats.describe()}", NotConvergedWarning, stacklevel=3)

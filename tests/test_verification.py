@@ -33,6 +33,19 @@ CELLS = [
 ]
 
 
+#: The public layers' strategies (deqbench.nn.DEQ, deqbench.jax.fixed_point) answer through
+#: the rules of `analytic`'s layer and `jax-implicit`, verified here on every problem: the
+#: quick profile checks them on a few problems that between them hold every query, curvature
+#: (f_zz, f_xz) and a planted fixed point; every problem with -m slow, and in the zoo run.
+LAYER_STRATEGIES = {"nn-deq", "jax-fixed-point"}
+LAYER_QUICK_PROBLEMS = {"tanh", "heat1d", "vanderpol", "planted"}
+
+
+def with_marks(cell):
+    slow = cell.strategy in LAYER_STRATEGIES and cell.problem not in LAYER_QUICK_PROBLEMS
+    return pytest.param(cell, marks=pytest.mark.slow if slow else (), id=cell.id)
+
+
 def answer(cell):
     problem = problem_instance(cell.problem, "quick")
     result = deqbench.get_strategy(cell.strategy, **TIGHT).run(cell.query, problem)
@@ -40,7 +53,7 @@ def answer(cell):
     return relative_errors(result.values, oracle_answer(cell.problem, "quick", cell.query).values)
 
 
-@pytest.mark.parametrize("cell", [c for c in CELLS if c.expected_exact], ids=lambda c: c.id)
+@pytest.mark.parametrize("cell", [with_marks(c) for c in CELLS if c.expected_exact])
 def test_exact_strategies_match_the_oracle(cell):
     errors = answer(cell)
     assert max(errors.values()) <= EXACT_TOLERANCE, errors
