@@ -21,7 +21,7 @@ from deqbench.queries import (
     QueryResult,
     UnsupportedQueryError,
 )
-from deqbench.strategies.base import STRATEGIES, Strategy
+from deqbench.strategies import STRATEGIES, AutogradStrategy, JaxStrategy, Strategy
 from deqbench.tolerances import solver_tol, verify_tol
 
 
@@ -54,9 +54,11 @@ def query(strategy: str | Strategy, problem: Problem, name: str) -> QueryResult:
 __all__ = [
     "__version__",
     "PROBLEMS",
+    "AutogradStrategy",
     "QUERIES",
     "STRATEGIES",
     "FunctionProblem",
+    "JaxStrategy",
     "NotConvergedWarning",
     "Problem",
     "QueryResult",
