@@ -1,6 +1,7 @@
 # deqbench: every target sets itself up on a fresh machine (a virtual environment in .venv).
 #   make run    set up, then `deqbench run --strategy all --quick` on the default problems
 #   make test   set up, then the test suite (what CI runs)
+#   make docs   set up, then the documentation site into site/ (mkdocs, strict)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.installed
 
 comma := ,
 
-.PHONY: setup run test lint clean ratios bench-jax bench-peers train perf perf-gpu
+.PHONY: setup run test lint docs clean ratios bench-jax bench-peers train perf perf-gpu
 .PHONY: asv-machine asv-run asv-publish asv-compare asv-continuous
 
 $(STAMP): pyproject.toml
@@ -31,8 +32,13 @@ test: setup
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# The documentation site (mkdocs.yml) into site/, strict: a broken link, a missing page or
+# a docstring reference that does not resolve fails the build.
+docs: setup
+	$(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .asv .pytest_cache .hypothesis results/asv results/asv-html
+	rm -rf $(VENV) .asv .pytest_cache .hypothesis results/asv results/asv-html site build/docs-api
 
 # The issue's side-by-side benchmark: pinn_grad on tanh m=256, batch 128, tolerances 1e-10,
 # then analytic's time and memory over the others' (one run: ratios, not absolute numbers).

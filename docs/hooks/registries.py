@@ -1,9 +1,9 @@
 """mkdocs hook: reference pages generated from the registries, and the API's source layout.
 
 A page that holds the line ``<!-- registry: problems -->``, ``<!-- registry: strategies -->``
-or ``<!-- registry: queries -->`` gets, in its place, one section per registered class, built from the class itself (its
-name, description, module docstring, presets, queries). A new problem or strategy file
-appears in the documentation without an edit.
+or ``<!-- registry: queries -->`` gets, in its place, what the registry holds, built from the
+classes themselves (name, description, module docstring, presets, queries): a new problem or
+strategy file appears in the documentation without an edit.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ def lay_out_api_source() -> None:
         (package / name).symlink_to(ROOT / folder)
 
 
-# At import: mkdocs imports its hooks while it reads mkdocs.yml, before mkdocstrings sets up
-# its source paths (an on_config here would come after them).
-lay_out_api_source()
+def on_startup(command, dirty):
+    """Before the build: mkdocstrings reads its source paths in its own ``on_config``, which
+    comes before a hook's."""
+    lay_out_api_source()
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
@@ -149,9 +150,10 @@ def strategies_markdown() -> str:
     for cls in STRATEGIES:
         supported = queries_in_order(cls.supported_queries)
         exact = queries_in_order(cls.exact_queries)
+        claimed = "all it supports" if exact == supported else as_list(exact)
         out.append(
             f"| [`{cls.name}`](#{cls.name}) | {cls.backend} | {as_list(supported)} | "
-            f"{as_list(exact)} | {cls.peer or 'deqbench'} |"
+            f"{claimed} | {cls.peer or 'deqbench'} |"
         )
     out.append("")
     for cls in STRATEGIES:
