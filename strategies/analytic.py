@@ -1,4 +1,4 @@
-"""`analytic`: implicit differentiation of the tangent DEQ, matrix-free (DESIGN.md section 2).
+"""`analytic`: implicit differentiation of the tangent DEQ, matrix-free (docs/explanations/mathematics.md).
 
 Everything is a linear fixed-point solve with ``J = df/dz`` at the fixed point (tangents) or
 its transpose (adjoints); every right-hand side is a directional derivative of ``f`` from
@@ -18,7 +18,7 @@ with J on the diagonal: its adjoint is solved block by block from the highest or
 
 A physics loss on named partials (u_t, u_xx, mixed u_tx, u_txx) needs derivatives along
 several directions. Each is a combination of *pure* derivatives along a few lines, by
-polarization (``deqbench.partials``; DESIGN.md section 2): the lines are stacked along the
+polarization (``deqbench.partials``; docs/explanations/mathematics.md): the lines are stacked along the
 batch, one Taylor chain of the highest order serves them all, and the loss combines the
 chains, so the adjoint pass above is unchanged.
 """
