@@ -69,7 +69,7 @@ train: setup
 	  --seeds 3 --steps 250 --lr 1e-2 --threads 1 --out $(TRAIN_DIR)
 	$(BIN)/deqbench report $(TRAIN_DIR) --out $(TRAIN_DIR)-report
 
-# analytic's speed targets (issue 12): every strategy that claims grad / pinn_grad exact
+# analytic's speed (docs/benchmarks.md): every strategy that claims grad / pinn_grad exact
 # (PEERS: more, e.g. once merged; unregistered names are skipped with a note), timed
 # interleaved in one process against one plain forward solve, tanh m = 64, 256, 1024,
 # batch 128, float64, tol 1e-10, one thread; then memory side by side, a worker per cell.
@@ -93,7 +93,7 @@ perf: setup
 perf-gpu: setup
 	$(BIN)/python -m deqbench.harness.bench.gpu_table --sizes $(PERF_SIZES) --repeats 7
 
-# Peers side by side (README "Peers"): our analytic (torch) and jax-analytic against the peers
+# Peers side by side (docs/benchmarks.md): our analytic (torch) and jax-analytic against the peers
 # that answer grad or pinn_grad, on tanh at m = 64, 256, 1024 (batch 128, float64,
 # tolerances 1e-10, one thread): median time without compilation, compile time, peak memory,
 # error. One run; a cell past PEERS_TIMEOUT seconds is recorded as a timeout (torchdeq-ift's
