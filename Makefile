@@ -40,7 +40,7 @@ docs: setup
 clean:
 	rm -rf $(VENV) .asv .pytest_cache .hypothesis results/asv results/asv-html site build/docs-api
 
-# The issue's side-by-side benchmark: pinn_grad on tanh m=256, batch 128, tolerances 1e-10,
+# The side-by-side ratios benchmark: pinn_grad on tanh m=256, batch 128, tolerances 1e-10,
 # then analytic's time and memory over the others' (one run: ratios, not absolute numbers).
 RATIOS_DIR ?= results/ratios-m256
 ratios: setup
@@ -69,7 +69,7 @@ train: setup
 	  --seeds 3 --steps 250 --lr 1e-2 --threads 1 --out $(TRAIN_DIR)
 	$(BIN)/deqbench report $(TRAIN_DIR) --out $(TRAIN_DIR)-report
 
-# analytic's speed (docs/benchmarks.md): every strategy that claims grad / pinn_grad exact
+# analytic's speed targets (docs/benchmarks.md): every strategy that claims grad / pinn_grad exact
 # (PEERS: more, e.g. once merged; unregistered names are skipped with a note), timed
 # interleaved in one process against one plain forward solve, tanh m = 64, 256, 1024,
 # batch 128, float64, tol 1e-10, one thread; then memory side by side, a worker per cell.

@@ -1,4 +1,4 @@
-"""`analytic`'s speed targets as ratios (issue 12), from one interleaved measurement.
+"""`analytic`'s speed targets as ratios, from one interleaved measurement.
 
 ``setup_cache`` runs :mod:`deqbench.harness.bench.speed` once per asv run (tanh, batch 128,
 float64, tol 1e-10, one thread, m = 64, 256, 1024; JAX compilation excluded); each track

@@ -103,7 +103,7 @@ def test_a_torch_only_run_never_imports_jax(tmp_path):
     script = (
         "import sys, deqbench\n"
         "from deqbench.harness.run.matrix import build_matrix\n"
-        "from deqbench.harness.cli import main\nfrom deqbench.harness.oracle import cache\n"
+        "from deqbench.harness.cli.main import main\nfrom deqbench.harness.oracle import cache\n"
         "build_matrix(preset='quick')\n"
         "deqbench.run('analytic', 'tanh', 'jvp', out=sys.argv[1], quick=True, progress=False)\n"
         "assert 'jax' not in sys.modules, 'jax was imported'\n"

@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from deqbench.harness.cli import main
+from deqbench.harness.cli.main import main
 from deqbench.harness.oracle.cache import CACHE_ENV
 
 FIXTURES = Path(__file__).parent / "fixtures"

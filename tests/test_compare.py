@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 import deqbench
-from deqbench.harness.cli import main
+from deqbench.harness.cli.main import main
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from helpers import registries_isolated
 
 import deqbench
-from deqbench.harness.cli import main
+from deqbench.harness.cli.main import main
 from deqbench.harness.report.data import base_cell, cell_table, load_rows, parse_size
 from deqbench.harness.report.figures import KNOWN_STRATEGIES, strategy_style
 

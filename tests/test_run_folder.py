@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import deqbench
-from deqbench.harness.cli import main
+from deqbench.harness.cli.main import main
 from deqbench.harness.oracle.cache import CACHE_ENV
 from deqbench.harness.results import rows as results
 from deqbench.harness.results.run_folder import RunFolder

@@ -19,10 +19,10 @@ from click.testing import CliRunner
 from helpers import wait_until
 
 import deqbench
-from deqbench.harness.cli import main
+from deqbench.harness.cli.main import main
 from deqbench.harness.results.run_folder import RunFolder
 from deqbench.harness.train.loop import CHECKPOINTS_DIR, load_trajectory, train
-from deqbench.harness.train.report import flat
+from deqbench.harness.train.tables import flat
 
 EXACT = ["analytic", "iterative-backward", "unrolled"]
 QUICK = dict(quick=True, threads=1)
@@ -39,7 +39,7 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # ------------------------------------------------------------ verification
 def test_exact_strategies_agree_to_1e6_after_50_steps(tmp_path):
-    """The issue's check: float64, 50 Adam steps from the same start; the strategies that claim
+    """Exact strategies train alike: float64, 50 Adam steps from the same start; the strategies that claim
     an exact physics-loss gradient end at the same parameters (to 1e-6 relative)."""
     out = tmp_path / "agree"
     rows = train(",".join(EXACT), "vanderpol", out=out, steps=50, eval_every=50, no_mlp=True, **QUICK)

@@ -17,15 +17,15 @@ from __future__ import annotations
 import argparse
 import time
 
-import deqbench
 from deqbench.harness.results import rows as results
+from deqbench.harness.run.api import run
 from deqbench.harness.run.dask_executor import DaskExecutor
 from deqbench.harness.worker.server import WorkerServer
 
 
 def timed_run(**options) -> tuple[float, int]:
     start = time.perf_counter()
-    rows = deqbench.run(**options)
+    rows = run(**options)
     return time.perf_counter() - start, len(results.cell_statuses(rows))
 
 

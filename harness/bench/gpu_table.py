@@ -1,4 +1,4 @@
-"""Issue 12's speed table on a GPU: ``python -m deqbench.harness.bench.gpu_table`` (``make perf-gpu``).
+"""The speed table on a GPU: ``python -m deqbench.harness.bench.gpu_table`` (``make perf-gpu``).
 
 The table of :mod:`deqbench.harness.bench.speed` (tanh, batch 128, n = 4, rho = 0.8; every
 strategy asked for that claims the query exact and is installed, timed interleaved with one
@@ -27,13 +27,14 @@ import sys
 
 import torch
 
-import deqbench
+from deqbench.api import get_problem, get_strategy
 from deqbench.harness.bench import speed
 from deqbench.harness.worker.measure import on_cpu, use_threads
 from deqbench.harness.worker.memory import peak_memory
+from deqbench.strategies.base import STRATEGIES as REGISTRY
 from deqbench.tolerances import as_dtype, solver_tol
 
-STRATEGIES = (
+DEFAULT_STRATEGIES = (
     "analytic,jax-analytic,unrolled,iterative-backward,jax-implicit,jax-unrolled,"
     "optimistix-implicit,optimistix-implicit-gmres,optimistix-checkpoint,jaxopt-implicit"
 )
@@ -41,7 +42,7 @@ NO_CUDA = "no CUDA device here (torch.cuda.is_available() is False); --device cp
 
 
 def build_problem(m: int, dtype: torch.dtype, device: str, batch: int):
-    return deqbench.get_problem("tanh", "large", m=m, batch=batch, dtype=dtype, device=device)
+    return get_problem("tanh", "large", m=m, batch=batch, dtype=dtype, device=device)
 
 
 def synchronizer(device: str):
@@ -49,7 +50,7 @@ def synchronizer(device: str):
 
 
 def backend_of(cell: speed.Cell) -> str:
-    return deqbench.STRATEGIES.get(cell.strategy).backend if cell.strategy else "torch"
+    return REGISTRY.get(cell.strategy).backend if cell.strategy else "torch"
 
 
 def cell_peak_bytes(cell: speed.Cell, device: str, synchronize) -> float:
@@ -92,7 +93,7 @@ def memory_of(strategy: str, query: str, args) -> None:
     m, dtype = int(args.sizes), args.dtypes
     problem = build_problem(m, as_dtype(dtype), args.device, args.batch)
     tol = solver_tol(dtype)
-    instance = deqbench.get_strategy(strategy, f_tol=tol, b_tol=tol)
+    instance = get_strategy(strategy, f_tol=tol, b_tol=tol)
     cell = speed.Cell(strategy, query, lambda: instance.run(query, problem), [])
     synchronize = synchronizer(args.device)
     cell.run()
@@ -106,7 +107,9 @@ COLUMNS = (*speed.COLUMNS[:1], ("dtype", "dtype", "{}"), *speed.COLUMNS[1:7], sp
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: a dry run")
-    parser.add_argument("-s", "--strategies", default=STRATEGIES, help="names, comma-separated, or all")
+    parser.add_argument(
+        "-s", "--strategies", default=DEFAULT_STRATEGIES, help="names, comma-separated, or all"
+    )
     parser.add_argument("-q", "--queries", default="grad,pinn_grad")
     parser.add_argument("--sizes", default="64,256,1024", help="state widths m, comma-separated")
     parser.add_argument("--dtypes", default="float32,float64")

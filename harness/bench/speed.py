@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
-import deqbench
+from deqbench.api import get_problem, get_strategy
 from deqbench.harness.oracle.accuracy import relative_errors
 from deqbench.harness.worker.measure import use_threads
 from deqbench.harness.worker.memory import (
@@ -44,6 +44,7 @@ from deqbench.harness.worker.memory import (
     steady_malloc_thresholds,
 )
 from deqbench.solvers import solve
+from deqbench.strategies.base import STRATEGIES
 
 FORWARD = "forward solve"
 REFERENCE = "analytic"
@@ -81,7 +82,7 @@ def plain_forward(problem, tol: float) -> Callable[[], object]:
 def build_cells(problem, strategies, queries, tol) -> list[Cell]:
     cells = [Cell("", FORWARD, plain_forward(problem, tol), [])]
     for name in strategies:
-        strategy = deqbench.get_strategy(name, f_tol=tol, b_tol=tol)
+        strategy = get_strategy(name, f_tol=tol, b_tol=tol)
         for query in queries:
             if query in strategy.exact_queries and strategy.unsupported_reason(query, problem) is None:
                 run = lambda strategy=strategy, query=query: strategy.run(query, problem)  # noqa: E731
@@ -93,7 +94,7 @@ def measure_memory(cell: Cell) -> None:
     with PeakRSS() as meter:
         cell.run()
     cell.peak_bytes = meter.peak_bytes
-    if cell.strategy and deqbench.STRATEGIES.get(cell.strategy).backend == "torch":
+    if cell.strategy and STRATEGIES.get(cell.strategy).backend == "torch":
         with saved_tensor_bytes() as saved:
             cell.run()
         cell.saved_bytes = saved.peak_bytes
@@ -139,7 +140,7 @@ def warmed_up_cells(problem, strategies, queries, tol: float) -> list[Cell]:
 
 def prepare_width(m: int, strategies, queries, tol: float) -> list[Cell]:
     """One width's cells, warmed up, their answers compared and their memory measured."""
-    cells = warmed_up_cells(deqbench.get_problem("tanh", "large", m=m), strategies, queries, tol)
+    cells = warmed_up_cells(get_problem("tanh", "large", m=m), strategies, queries, tol)
     for cell in cells:
         measure_memory(cell)
     return cells
@@ -170,7 +171,7 @@ def table_rows(m: int, cells: list[Cell]) -> list[dict]:
                 "m": m,
                 "query": cell.query,
                 "strategy": cell.strategy or "-",
-                "backend": deqbench.STRATEGIES.get(cell.strategy).backend if cell.strategy else "torch",
+                "backend": STRATEGIES.get(cell.strategy).backend if cell.strategy else "torch",
                 "median_ms": 1e3 * median,
                 "x_forward": median / forward,
                 "analytic_over_this": reference / median,
@@ -206,7 +207,7 @@ def print_table(rows: list[dict], columns=COLUMNS) -> None:
 
 def registered(names: list[str]) -> list[str]:
     """The names this tree registers ("all": every one), noting the others."""
-    known = deqbench.STRATEGIES.names()
+    known = STRATEGIES.names()
     if names == ["all"]:
         return list(known)
     for name in names:

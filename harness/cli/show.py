@@ -20,7 +20,8 @@ def show_command(directory: Path) -> None:
     rows = folder.read()
     console = stdout_console()
     if folder.load().get("kind") == "train":  # a training run (deqbench train): its final table
-        from deqbench.harness.train.report import final_table, print_final_table
+        from deqbench.harness.train.report import print_final_table
+        from deqbench.harness.train.tables import final_table
 
         return print_final_table(final_table(rows, [folder.path]), console) if not rows.empty else None
     planned = folder.load()["cells"]

@@ -122,7 +122,8 @@ def train_command(ctx: click.Context, out: Path | None, resume: Path | None, **g
         sys.exit(EXIT_INTERRUPTED)
     except (BadInput, train.RunAborted) as error:
         fail(str(error))
-    from deqbench.harness.train.report import final_table, print_final_table
+    from deqbench.harness.train.report import print_final_table
+    from deqbench.harness.train.tables import final_table
 
     print_final_table(final_table(rows, [folder.path]), console)
     console.print(f"results: {folder.path}  (deqbench report {folder.path} --out DIR)", highlight=False)

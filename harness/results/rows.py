@@ -135,11 +135,11 @@ def run_metadata() -> dict[str, str]:
     import numpy
     import torch
 
-    import deqbench
+    from deqbench._version import __version__
     from deqbench.backends import jax_versions
 
     return {
-        "deqbench_version": deqbench.__version__,
+        "deqbench_version": __version__,
         "torch_version": torch.__version__,
         "numpy_version": numpy.__version__,
         **jax_versions(),  # installed versions, read without importing JAX

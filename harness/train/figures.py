@@ -21,7 +21,7 @@ from deqbench.harness.report.figures import (
     strategy_legend,
     strategy_style,
 )
-from deqbench.harness.train.report import drift_table, step_table, target_error
+from deqbench.harness.train.tables import drift_table, step_table, target_error
 
 
 def seed_band(data: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
