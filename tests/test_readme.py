@@ -20,9 +20,10 @@ def test_the_quick_start_commands_are_makefile_targets():
     commands = [shlex.split(line, comments=True) for line in quick_start.splitlines()]
     assert [words[:2] for words in commands if words] == [["make", "run"], ["make", "test"]]
     assert {"run", "test", "setup", "docs"} <= makefile_targets()
-    # make run is what the README says it is
+    # make run is what the README says it is: deqbench run, every strategy, quick sizes
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^run: setup\n\t\$\(BIN\)/deqbench run --strategy all --quick$", makefile, flags=re.M)
+    recipe = re.search(r"^run: setup\n\t(.*)$", makefile, flags=re.M).group(1)
+    assert "/deqbench run " in recipe and "--strategy all" in recipe and "--quick" in recipe
 
 
 def test_every_command_in_the_readme_parses():
