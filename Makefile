@@ -35,7 +35,7 @@ lint: setup
 # The documentation site (mkdocs.yml) into site/, strict: a broken link, a missing page or
 # a docstring reference that does not resolve fails the build.
 docs: setup
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) .asv .pytest_cache .hypothesis results/asv results/asv-html site build/docs-api
