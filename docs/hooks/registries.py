@@ -9,6 +9,7 @@ strategy file appears in the documentation without an edit.
 from __future__ import annotations
 
 import inspect
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -83,11 +84,23 @@ def queries_in_order(names) -> list[str]:
     return [query for query in QUERIES if query in names]
 
 
+CODE_SPAN = re.compile(r"(``?[^`]+``?)")
+
+
+def plain(line: str) -> str:
+    """A docstring's prose line for Markdown: ``z*`` and ``a * b`` stay asterisks, not
+    emphasis (code spans and indented formula lines are left as they are)."""
+    if line.startswith("    "):
+        return line
+    parts = CODE_SPAN.split(line)
+    return "".join(part if CODE_SPAN.fullmatch(part) else part.replace("*", "\\*") for part in parts)
+
+
 def quoted(doc: str) -> str:
     """A docstring as a block quote, its indented (formula) lines as they are."""
     if not doc:
         return ""
-    return "\n".join(f"> {line}" if line else ">" for line in doc.splitlines()) + "\n"
+    return "\n".join(f"> {plain(line)}" if line else ">" for line in doc.splitlines()) + "\n"
 
 
 def queries_markdown() -> str:
