@@ -2,6 +2,7 @@
 #   make run    set up, then every strategy on the default problems (one of each kind), quick,
 #               one cell per CPU at a time
 #   make test   set up, then the test suite (what CI runs)
+#   make docs   set up, then the documentation site into site/ (mkdocs, strict)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ STAMP := $(VENV)/.installed
 
 comma := ,
 
-.PHONY: setup run test lint clean ratios bench-jax bench-peers train perf perf-gpu perf-zoo
+.PHONY: setup run test lint docs clean ratios bench-jax bench-peers train perf perf-gpu perf-zoo
 .PHONY: asv-machine asv-run asv-publish asv-compare asv-continuous
 
 $(STAMP): pyproject.toml
@@ -32,8 +33,13 @@ test: setup
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# The documentation site (mkdocs.yml) into site/, strict: a broken link, a missing page or
+# a docstring reference that does not resolve fails the build.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .asv .pytest_cache .hypothesis results/asv results/asv-html
+	rm -rf $(VENV) .asv .pytest_cache .hypothesis results/asv results/asv-html site build/docs-api
 
 # The side-by-side ratios benchmark: pinn_grad on tanh m=256, batch 128, tolerances 1e-10,
 # then analytic's time and memory over the others' (one run: ratios, not absolute numbers).
@@ -64,7 +70,7 @@ train: setup
 	  --seeds 3 --steps 250 --lr 1e-2 --threads 1 --out $(TRAIN_DIR)
 	$(BIN)/deqbench report $(TRAIN_DIR) --out $(TRAIN_DIR)-report
 
-# analytic's speed targets: every strategy that claims grad / pinn_grad exact
+# analytic's speed targets (docs/benchmarks.md): every strategy that claims grad / pinn_grad exact
 # (PEERS: more, e.g. once merged; unregistered names are skipped with a note), timed
 # interleaved in one process against one plain forward solve, tanh m = 64, 256, 1024,
 # batch 128, float64, tol 1e-10, one thread; then memory side by side, a worker per cell.
@@ -98,7 +104,7 @@ perf-zoo: setup
 perf-gpu: setup
 	$(BIN)/python -m deqbench.harness.bench.gpu_table --sizes $(PERF_SIZES) --repeats 7
 
-# Peers side by side (README "Peers"): our analytic (torch) and jax-analytic against the peers
+# Peers side by side (docs/benchmarks.md): our analytic (torch) and jax-analytic against the peers
 # that answer grad or pinn_grad, on tanh at m = 64, 256, 1024 (batch 128, float64,
 # tolerances 1e-10, one thread): median time without compilation, compile time, peak memory,
 # error. One run; a cell past PEERS_TIMEOUT seconds is recorded as a timeout (torchdeq-ift's

@@ -12,7 +12,9 @@ from .queries import QUERIES as QUERIES
 from .queries import NotConvergedWarning as NotConvergedWarning
 from .queries import QueryResult as QueryResult
 from .queries import UnsupportedQueryError as UnsupportedQueryError
-from .strategies.base import STRATEGIES as STRATEGIES
-from .strategies.base import Strategy as Strategy
+from .strategies import STRATEGIES as STRATEGIES
+from .strategies import AutogradStrategy as AutogradStrategy
+from .strategies import JaxStrategy as JaxStrategy
+from .strategies import Strategy as Strategy
 from .tolerances import solver_tol as solver_tol
 from .tolerances import verify_tol as verify_tol

@@ -19,8 +19,9 @@ residual read on the host).
 
 How: the forward solve runs without a graph; the backward solves ``g = J^T g + u`` with a
 solver, without a graph, and the backward of that linear solve is again a linear solve
-(:mod:`deqbench.strategies._implicit_layer`, shared with the `analytic` strategy; DESIGN.md
-section 2). Partial derivatives of ``f`` inside the backward passes are taken with
+(:mod:`deqbench.strategies._implicit_layer`, shared with the `analytic` strategy; the
+mathematics: docs/explanations/mathematics.md). Partial derivatives of ``f`` inside the
+backward passes are taken with
 ``torch.func.functional_call`` on (z, x, parameters) as independent arguments, so nothing
 iterates inside the autograd graph: memory does not grow with iterations at any order.
 

@@ -1,4 +1,4 @@
-"""Mixed partial derivatives from pure directional ones, by polarization (DESIGN.md section 2).
+"""Mixed partial derivatives from pure directional ones, by polarization (docs/explanations/mathematics.md).
 
 A PDE residual asks for partials such as u_t, u_xx or u_txx: named multi-indices over a
 problem's input directions. The Taylor map of the `analytic` strategies gives *pure*

@@ -15,9 +15,9 @@ A problem instance holds everything a query needs:
 
 **Partials by name.** ``physics_partials = {"u_t": "t", "u_xx": "xx", "u_txx": "txx"}``: each
 value is a multi-index over the direction names, one character a direction, order 1 to 3,
-mixed ones included. Every strategy that claims exactness delivers them exactly (DESIGN.md
-section 2: pure directional derivatives from the Taylor map, mixed ones by polarization or
-nested tangents) and both oracles compute them independently.
+mixed ones included. Every strategy that claims exactness delivers them exactly
+(docs/explanations/mathematics.md: pure directional derivatives from the Taylor map, mixed
+ones by polarization or nested tangents) and both oracles compute them independently.
 
 A problem without a physics loss simply does not exercise the queries that need one.
 

@@ -1,4 +1,4 @@
-"""`planted`: a fixed point known in closed form, for testing the oracle (DESIGN.md section 5).
+"""`planted`: a fixed point known in closed form, for testing the oracle (docs/explanations/oracles.md).
 
     f(theta, x, z) = h(x) + A (g(z + D x) - g(h(x) + D x)),   h(x) = tanh(C x + c),  g = tanh
 

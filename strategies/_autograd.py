@@ -74,10 +74,44 @@ def partials_or_none(output, inputs, cotangent, create_graph):
 
 
 class AutogradStrategy(Strategy):
+    """Base of the torch strategies whose z* is a function autograd can differentiate.
+
+    Public as ``deqbench.AutogradStrategy`` (and ``deqbench.strategies.AutogradStrategy``).
+    A subclass sets ``name`` (and ``exact_queries``, ``description`` as for any
+    :class:`~deqbench.strategies.base.Strategy`) and implements one method,
+    :meth:`z_star`; every query is then answered the way a PINN practitioner writes it with
+    autograd: ``forward`` without a graph, ``jvp``, ``jvp2`` and ``hessian`` by per-sample
+    input offsets and double backward, ``grad`` by one reverse pass, and ``pinn_grad`` /
+    ``pinn2_grad`` by nested tangents down each named partial's multi-index with
+    ``create_graph``, then a reverse pass to the parameters. Whether those answers are
+    exact depends only on how :meth:`z_star` builds the fixed point: a subclass claims
+    exact only what it can promise (``exact_queries``); the rest is measured.
+
+    Example: autograd through a fixed number of plain iterations::
+
+        class TenSteps(AutogradStrategy):
+            name = "ten-steps"
+            exact_queries = frozenset()
+
+            def z_star(self, problem, theta, x):
+                z = problem.z_init()
+                for _ in range(10):
+                    z = problem.f(theta, x, z)
+                return z
+    """
+
     supported_queries = frozenset(QUERIES)
 
     def z_star(self, problem: Problem, theta: Theta, x: torch.Tensor) -> torch.Tensor:
-        """The fixed point as a function autograd can differentiate in theta and x."""
+        """The fixed point as a function autograd can differentiate in theta and x.
+
+        ``theta`` may be leaf tensors that require grad and ``x`` may be shifted inputs
+        ``x + s e`` whose offsets ``s`` require grad: build z* from ``problem.f(theta, x,
+        z)`` with these, never from ``problem.theta`` or ``problem.x``. Run fixed-point
+        solves through ``self.solve_forward(g, z0)`` / ``self.solve_backward(g, z0)`` so
+        that their statistics are recorded (a solve that did not converge is flagged).
+        Returns a (batch, m) tensor.
+        """
         raise NotImplementedError
 
     # --------------------------------------------------------------- helpers

@@ -43,7 +43,19 @@ class CompileInfo:
 
 
 class JaxStrategy(Strategy):
-    """Abstract base of the JAX strategies (no ``name``: unregistered)."""
+    """Base of the JAX strategies: one pure, ``jax.jit``-compiled function a query.
+
+    Public as ``deqbench.JaxStrategy`` (and ``deqbench.strategies.JaxStrategy``). A
+    subclass sets ``name``, ``supported_queries`` (and ``exact_queries``, ``description``)
+    and writes one method per supported query, ``method(self, problem, theta, x)``,
+    returning a dict of JAX arrays with the oracle's keys (see
+    :class:`~deqbench.strategies.base.Strategy`). The method is traced under ``jax.jit``
+    on the problem's JAX copy (``problem.f``, the losses and ``problem.directions`` hold
+    JAX arrays there): use ``jax.numpy`` and JAX transforms only, and run every fixed-point
+    solve through :meth:`solve_forward` / :meth:`solve_backward`, which send their
+    statistics to the host. Import JAX inside methods (``deqbench.backends.import_jax()``),
+    never at module level: torch-only runs import every strategy module.
+    """
 
     backend = "jax"
 

@@ -1,4 +1,4 @@
-"""`analytic`: implicit differentiation of the tangent DEQ (DESIGN.md section 2).
+"""`analytic`: implicit differentiation of the tangent DEQ (docs/explanations/mathematics.md).
 
 Everything is a linear fixed-point solve with ``J = df/dz`` at the fixed point (tangents) or
 its transpose (adjoints); every right-hand side is a directional derivative of ``f`` from
@@ -20,7 +20,7 @@ with J on the diagonal: its adjoint is solved block by block from the highest or
 
 A physics loss on named partials (u_t, u_xx, mixed u_tx, u_txx) needs derivatives along
 several directions. Each is a combination of *pure* derivatives along a few lines, by
-polarization (``deqbench.partials``; DESIGN.md section 2): the lines are stacked along the
+polarization (``deqbench.partials``; docs/explanations/mathematics.md): the lines are stacked along the
 batch (:class:`LineStack`), each line's chain only as long as its terms need (heat's
 u_t - kappa u_xx: order 1 along t, 2 along x), and the loss combines the chains. Order i's
 tangent and adjoint solves run on the rows of the lines that reach order i, and the adjoint

@@ -6,7 +6,7 @@ The seed ("Second derivative (and further) of deep equilibrium/implicit models",
     H_{z*, t x} = -(J - I)^{-1} [ H_{f, t x} - H_{f, z x} x_2 J_{z*, t} ]
 
 with partial derivatives of f at the fixed point, dense. It differs from the correct rule
-(DESIGN.md section 2) by a sign (it takes (J - I)^{-1} f_t for J_{z*, t}) and by dropping the
+(docs/explanations/mathematics.md) by a sign (it takes (J - I)^{-1} f_t for J_{z*, t}) and by dropping the
 terms that come from z* depending on x (f_tz z*_x and f_zz[z', z*_x]). deqbench keeps it so
 that its verification suite shows a wrong derivative being caught. First-order queries use
 the seed's correct first section (the implicit function theorem, Bai et al.).

@@ -8,7 +8,7 @@ backward iterations.
 
 Exactness above first order needs every derivative of f in the backward to be taken *at the
 differentiable z** (so its dependence on theta and x is seen by the next pass, and routed
-through this backward again), never at a detached copy. DESIGN.md section 3 names two places
+through this backward again), never at a detached copy. docs/explanations/strategies.md names two places
 where that matters: the vjps of the iterations (J), and the hook that must stay registered.
 deqbench found a third: the final partials f_theta, f_x. The usual hook on a re-attached
 ``z = f(theta, x, z*.detach())`` takes them at the detached z*; on `tanh`-like layers this

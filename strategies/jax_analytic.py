@@ -1,4 +1,4 @@
-"""`jax-analytic`: the `analytic` strategy in JAX, jit-compiled (DESIGN.md section 2).
+"""`jax-analytic`: the `analytic` strategy in JAX, jit-compiled (docs/explanations/mathematics.md).
 
 Implicit differentiation of the tangent DEQ, matrix-free, as `analytic` does it in torch:
 every derivative is a linear fixed-point solve with ``J = df/dz`` at the fixed point

@@ -1,7 +1,7 @@
 """`jax-implicit`: z*(theta, x) as a ``jax.custom_jvp`` function whose rule is implicit.
 
 The forward is a fixed-point solve that JAX never differentiates. The tangent rule is the
-implicit function theorem (DESIGN.md section 2): a tangent ``(dtheta, dx)`` maps to the
+implicit function theorem (docs/explanations/mathematics.md): a tangent ``(dtheta, dx)`` maps to the
 solution of
 
     (I - J) dz = f_theta[dtheta] + f_x[dx],        J = df/dz at z*,
@@ -16,7 +16,7 @@ both modes:
   not at a constant: when an outer transform differentiates the rule, z* moves with theta
   and x through its own rule, so the second-order terms ``f_zz[z', z']``, ``f_xz``... appear
   by themselves, and so on at every order (a stopped-gradient z* would drop them: the
-  failure of torchdeq's and locuslab/deq's backward, DESIGN.md section 3).
+  failure of torchdeq's and locuslab/deq's backward, docs/explanations/strategies.md).
 - **The linear solve is transposable.** Reverse mode (``jax.grad``) linearizes the rule and
   transposes the linear part; a ``while_loop`` solve cannot be transposed. The tangent solve
   is therefore a ``jax.lax.custom_linear_solve`` with matvec ``v -> v - J v``: JAX

@@ -9,7 +9,7 @@ and solves it by LU: exact, and dense (each sample's m x m Jacobian here; optimi
 
 What optimistix promises: the implicit function theorem, differentiable in forward and
 reverse mode (it is a custom_jvp), so every query; measured right at every order
-(DESIGN.md section 3), hence ``exact_queries`` = every query.
+(docs/explanations/strategies.md), hence ``exact_queries`` = every query.
 """
 
 from deqbench.strategies._optimistix import OptimistixStrategy

@@ -10,7 +10,7 @@ What torchdeq promises: implicit differentiation of z*, i.e. first-order gradien
 the backward solve (``exact_queries``). Above first order autograd differentiates only what
 the backward recorded, so the solve's own dependence on theta and x is dropped: d2z*/dt2 and
 the gradient of a physics loss are measured and reported, and known to be wrong, silently
-(DESIGN.md section 3: 3.6e-2 and 0.98 on tanh).
+(measured: 3.6e-2 and 0.98 on tanh; docs/explanations/strategies.md).
 """
 
 from deqbench.strategies._torchdeq import TorchdeqStrategy

@@ -9,7 +9,7 @@ recorded: autograd then sees ``dz*/dp = f_p`` and drops ``(I - J)^{-1}``.
 What torchdeq promises: z* itself (``exact_queries`` = forward). The phantom gradient is, by
 its docs and paper (Geng et al. 2021, "On Training Implicit Models"), an approximation
 meant to train with, not the gradient: every derivative is measured and reported, none is
-claimed (DESIGN.md section 3: 26% off on a first-order gradient).
+claimed (measured: 26% off on a first-order gradient; docs/explanations/strategies.md).
 """
 
 from deqbench.strategies._torchdeq import TorchdeqStrategy

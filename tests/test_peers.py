@@ -2,10 +2,11 @@
 
 Every peer runs every query it supports on tanh and on one PINN problem (vanderpol) at
 quick size, against the oracle. A query it claims exact must be right (1e-8); every other
-one must be *measured* and land on the verdict known for that library (DESIGN.md section
-3): right where the library is right beyond its promise, wrong (above 1e-4) where it is
-known to be wrong. A peer is not required to be right; its known verdict is required not
-to change unnoticed. A refused query's reason must still be what the library raises.
+one must be *measured* and land on the verdict known for that library
+(docs/explanations/strategies.md): right where the library is right beyond its promise,
+wrong (above 1e-4) where it is known to be wrong. A peer is not required to be right; its
+known verdict is required not to change unnoticed. A refused query's reason must still be
+what the library raises.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ EXACT_TOLERANCE = 1e-8
 WRONG_THRESHOLD = 1e-4
 RIGHT, WRONG = "right", "wrong"
 ALL_RIGHT = dict.fromkeys(QUERIES, RIGHT)
-#: What each peer answers, right or wrong, on both problems (measured: DESIGN.md section 3
+#: What each peer answers, right or wrong, on both problems (measured: docs/explanations/strategies.md
 #: and this suite). Queries a peer refuses are absent.
 KNOWN = {
     # Implicit backward on a detached z*: first order right, everything above silently wrong.

@@ -4,7 +4,7 @@ The oracle shares no code path with the strategies or with ``deqbench.solvers``:
 neither their solvers nor their jvp/vjp recurrences, only dense per-sample derivatives of
 ``f`` and dense linear algebra, in float64 on the CPU.
 
-How it computes (DESIGN.md section 2, written with dense matrices):
+How it computes (docs/explanations/mathematics.md, written with dense matrices):
 
 - **Fixed point.** A safeguarded Newton iteration with dense per-sample Jacobians
   ``J = df/dz``, to ``|f(z) - z| <= 1e-13 |z|``. The fixed point must be attracting
