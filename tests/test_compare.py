@@ -47,6 +47,7 @@ def runs(tmp_path_factory):
     wrong.to_parquet(root / "wrong.parquet", index=False)
     looser = rows.assign(f_tol=rows["f_tol"] * 100)
     looser.to_parquet(root / "looser.parquet", index=False)
+    rows.assign(parallel_cells=2).to_parquet(root / "side_by_side.parquet", index=False)
     return root, slow_cell
 
 
@@ -107,6 +108,13 @@ def test_differing_settings_come_first(runs):
     assert settings < result.stdout.index("shared cells")
     line = next(line for line in result.stdout.splitlines() if line.startswith("| f_tol"))
     assert "1e-10" in line and "1e-08" in line
+
+
+def test_cells_run_side_by_side_are_named_as_a_differing_setting(runs):
+    root, _ = runs
+    result = invoke(root / "a", root / "side_by_side.parquet", "--markdown")
+    line = next(line for line in result.stdout.splitlines() if line.startswith("| parallel_cells"))
+    assert "| 1 " in line and "| 2 " in line
 
 
 def test_a_terminal_gets_tables_and_memory_ratios_are_never_infinite(runs):

@@ -63,6 +63,7 @@ STATUS_RANK = {
 #: Per-cell columns whose differing values are listed as the runs' differing settings.
 SETTINGS = (
     *rd.SETTING_COLUMNS,
+    "parallel_cells",  # cells side by side (--jobs) share the machine: times differ for it
     "tol",
     "preset",
     M.REPEATS,

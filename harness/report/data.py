@@ -228,6 +228,7 @@ def cell_table(rows: pd.DataFrame) -> pd.DataFrame:
         "timestamp",
         *METADATA_COLUMNS[1:],
         *SETTING_COLUMNS,
+        *(["parallel_cells"] if "parallel_cells" in rows else []),  # cells at once (--jobs)
     ]
     identity = list(dict.fromkeys(c for c in identity if c not in key))
     cells = rows.drop_duplicates(key)[key + identity].reset_index(drop=True)
