@@ -25,11 +25,9 @@ import itertools
 
 import torch
 
-from deqbench.harness.oracle.accuracy import relative_errors
-from deqbench.harness.oracle.cache import OracleCache
-from deqbench.harness.run.matrix import own_strategy_names, problem_names, query_names, quick_spec
-from deqbench.harness.worker import server
-from deqbench.harness.worker.cell import PreparedCell, build_problem
+from deqbench.harness.oracle import OracleCache, relative_errors
+from deqbench.harness.run import own_strategy_names, problem_names, query_names, quick_spec
+from deqbench.harness.worker import PreparedCell, build_problem, server
 from deqbench.tolerances import verify_tol
 
 CellKey = tuple[str, str, str]  # (strategy, problem, query), the order of asv's params

@@ -8,7 +8,7 @@ skipped. Lower is better for every number here, as ``asv compare`` assumes.
 
 from __future__ import annotations
 
-from deqbench.harness.results.metrics import MetricName
+from deqbench.harness.results import MetricName
 
 from . import common
 

@@ -36,6 +36,7 @@ from torch.func import grad, jvp, vjp
 
 from deqbench.queries import NotConvergedWarning
 from deqbench.solvers import Solution
+from deqbench.strategies._linearization import Linearization
 
 
 def _partial_vjp(layer, arguments, cotangent):
@@ -70,8 +71,6 @@ class _LinearSolve(torch.autograd.Function):
         # f's graph at the fixed point, recorded once and reused by every step: J^T v is a
         # reverse pass over it, J v a reverse pass over that pass's own graph (`analytic`'s
         # Linearization; several times cheaper a step than a torch.func jvp that re-runs f).
-        from deqbench.strategies.analytic import Linearization  # analytic imports this module
-
         theta = {str(i): t.detach() for i, t in enumerate(theta_values)}
         f = lambda th, x_, z_: layer.f(tuple(th.values()), x_, z_)  # noqa: E731
         linear = Linearization(f, theta, x.detach(), z.detach())

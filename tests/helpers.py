@@ -21,7 +21,7 @@ def problem_instance(name: str, preset: str = "quick", seed: int = 0):
 
 @cache
 def oracle_answer(name: str, preset: str, query: str, seed: int = 0):
-    from deqbench.harness.oracle.torch_oracle import oracle
+    from deqbench.harness.oracle import oracle
 
     return oracle(problem_instance(name, preset, seed), query)
 

@@ -29,6 +29,7 @@ MAPPED_FOLDERS = [
     "tools",
     "tests",
     "tests/fixtures",
+    "examples",
     "harness",
     *(f"harness/{name}" for name in HARNESS_PACKAGES),
 ]
@@ -87,3 +88,51 @@ def test_importing_deqbench_keeps_plotting_jax_and_dask_out():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
+#: Harness modules any test may import by path: the CLI's entry point (cli/ has no public
+#: face) and the root modules every sub-package shares.
+SHARED_BY_PATH = {"cli.main:main", "options", "references"}
+HARNESS_IMPORT = re.compile(
+    r"^\s*from deqbench\.harness\.([a-z_]+)(?:\.([a-z_]+))? import \(?([A-Za-z_,\s]+?)\)?\s*(?:#.*)?$", re.M
+)
+
+
+def internal_imports(source: str) -> list[str]:
+    """The harness names a test module imports that are not a package's public names."""
+    public = {
+        package: set(
+            re.findall(r" as ([A-Za-z_]+)", (ROOT / "harness" / package / "__init__.pyi").read_text())
+        )
+        for package in PUBLIC_PACKAGES
+    }
+    found = []
+    for package, module, names in HARNESS_IMPORT.findall(source):
+        imported = [n.split(" as ")[0].strip() for n in names.split(",") if n.strip()]
+        if package in SHARED_BY_PATH or f"{package}.{module}:{','.join(imported)}" in SHARED_BY_PATH:
+            continue
+        if module or any(name not in public.get(package, ()) for name in imported):
+            found.append(f"{package}{'.' + module if module else ''}: {', '.join(imported)}")
+    return found
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted([*(ROOT / "tests").glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]),
+    ids=lambda p: p.name,
+)
+def test_tests_use_public_names_or_say_they_test_internals(path):
+    source = path.read_text()
+    internal = internal_imports(source)
+    docstring = source.split('"""')[1] if source.startswith('"""') else ""
+    assert not internal or "internals" in docstring, (
+        f"{path.name} imports {internal}: use the public names, or say in its docstring that it "
+        "tests internals"
+    )
+
+
+def test_the_public_names_check_sees_an_internal_import():
+    assert internal_imports("from deqbench.harness.report.units import format_bytes\n")
+    assert internal_imports("    from deqbench.harness.run import runner\n")
+    assert not internal_imports("from deqbench.harness.results import RunFolder, rows\n")
+    assert not internal_imports("from deqbench.harness.cli.main import main\n")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from deqbench.harness.oracle.cache import CACHE_ENV
-from deqbench.harness.run.matrix import build_matrix, own_strategy_names, problem_names, query_names
+from deqbench.harness.oracle import CACHE_ENV
+from deqbench.harness.run import build_matrix, own_strategy_names, problem_names, query_names
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # asv imports the suite as the top-level package `benchmarks`, from the repository root.

@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from deqbench.harness.cli.main import main
-from deqbench.harness.oracle.cache import CACHE_ENV
+from deqbench.harness.oracle import CACHE_ENV
 
 FIXTURES = Path(__file__).parent / "fixtures"
 USER_FILE = FIXTURES / "user_problem.py"

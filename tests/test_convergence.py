@@ -5,7 +5,7 @@ import warnings
 import pytest
 
 import deqbench
-from deqbench.harness.run.matrix import build_matrix, own_strategy_names
+from deqbench.harness.run import build_matrix, own_strategy_names
 
 # rho = 3: W's spectral norm far above 1, where plain iteration of this tanh layer runs on
 # without settling. (Anderson may still find a fixed point of a non-contractive layer: then

@@ -1,7 +1,10 @@
 """--executor dask: the same cells and verdicts as a local run, lost workers recorded, and
 resume across executors. One test starts deqbench's own LocalCluster (--workers 2); the
 others share a LocalCluster of two worker processes through --scheduler, which saves a
-cluster start and the workers' worker servers per test."""
+cluster start and the workers' worker servers per test.
+
+Reads internals by their path: run.dask_executor's ALLOWED_FAILURES (the setting it tests).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +17,9 @@ import psutil
 import pytest
 
 import deqbench
-from deqbench.harness.oracle.cache import CACHE_ENV
+from deqbench.harness.oracle import CACHE_ENV
+from deqbench.harness.results import RunFolder
 from deqbench.harness.results import rows as results
-from deqbench.harness.results.run_folder import RunFolder
 
 pytest.importorskip("distributed")
 

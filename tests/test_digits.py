@@ -9,7 +9,7 @@ from helpers import problem_instance
 from sklearn.datasets import load_digits
 
 import deqbench
-from deqbench.harness.run.matrix import build_matrix, own_strategy_names
+from deqbench.harness.run import build_matrix, own_strategy_names
 
 
 def test_the_instance_holds_the_real_digits_in_a_seeded_order():

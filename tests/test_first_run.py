@@ -1,6 +1,10 @@
 """A first run that answers in minutes and reads right: the plan line, progress off a
 terminal, deviations that are not failures, the next command, a fast `deqbench --version`,
-cells side by side (--jobs), JAX's compilation cache and the `-p file.py` form."""
+cells side by side (--jobs), JAX's compilation cache and the `-p file.py` form.
+
+Tests internals by their path (the runner's plan line, the executors' CPU picking, the
+progress lines, the worker server's slots, the JAX cache, the lazy CLI table).
+"""
 
 from __future__ import annotations
 
@@ -21,15 +25,14 @@ import deqbench
 from deqbench.harness.cli.cache import cache as cache_group
 from deqbench.harness.cli.main import COMMANDS, load_command
 from deqbench.harness.options import BadInput
-from deqbench.harness.oracle.cache import CACHE_ENV
+from deqbench.harness.oracle import CACHE_ENV
 from deqbench.harness.references import BadReference, resolve_class
 from deqbench.harness.report import summary
-from deqbench.harness.results.run_folder import RunFolder
-from deqbench.harness.run import runner
+from deqbench.harness.results import RunFolder, life_cycle
+from deqbench.harness.run import make_settings, runner
 from deqbench.harness.run.executors import LocalExecutor, make_executor, parse_jobs, usable_cpus
 from deqbench.harness.run.matrix import plan
 from deqbench.harness.run.progress import LINE_EVERY_S, LineReporter, finished_line
-from deqbench.harness.run.settings import make_settings
 from deqbench.harness.worker import jax_cache
 from deqbench.harness.worker.server import RunStopped, Slot, run_job, use_slot
 
@@ -297,7 +300,7 @@ def test_cache_info_and_clear_show_and_remove_the_jax_programs_only(tmp_path):
     runner_ = CliRunner()
     shown = runner_.invoke(cache_group, ["info"])
     assert shown.exit_code == 0, shown.output
-    assert f"jax programs: {base}" in shown.output and "jax-0.1-jaxlib-0.1: 1 files, 2.0 KiB" in shown.output
+    assert f"jax programs: {base}" in shown.output and "jax-0.1-jaxlib-0.1: 1 files, 2 KiB" in shown.output
     cleared = runner_.invoke(cache_group, ["clear"])
     assert cleared.exit_code == 0, cleared.output
     assert f"removed 1 compiled JAX program files from {base}" in cleared.output
@@ -325,7 +328,7 @@ def test_out_of_a_complete_run_says_it_is_complete_and_how_to_report_it(tmp_path
     out = tmp_path / "run"
     deqbench.run("analytic", "tanh", "forward", quick=True, out=out)
     with pytest.raises(BadInput) as raised:
-        runner.prepare_out(out)
+        life_cycle.prepare_out(out)
     assert str(raised.value) == (
         f"--out {out} already holds a run; it is complete (1 cell finished): deqbench report {out} "
         f"--out {out}-report, or deqbench show {out}, or choose another --out"
@@ -334,5 +337,5 @@ def test_out_of_a_complete_run_says_it_is_complete_and_how_to_report_it(tmp_path
     record["cells"].append("analytic/tanh/jvp")
     (out / "run.json").write_text(json.dumps(record))
     with pytest.raises(BadInput, match=f"1 of its 2 cells are finished; finish it with --resume {out}"):
-        runner.prepare_out(out)
+        life_cycle.prepare_out(out)
     assert RunFolder(out).exists() and os.path.isdir(out)

@@ -14,9 +14,8 @@ import torch
 
 import deqbench
 from deqbench.backends import to_numpy
-from deqbench.harness.oracle.accuracy import relative_errors
-from deqbench.harness.oracle.torch_oracle import oracle
-from deqbench.harness.run.matrix import own_strategy_names
+from deqbench.harness.oracle import oracle, relative_errors
+from deqbench.harness.run import own_strategy_names
 from deqbench.tolerances import solver_tol, verify_tol
 
 PROBLEMS = ["tanh", "vanderpol"]
@@ -80,7 +79,11 @@ def test_default_tolerances_follow_the_problems_dtype():
     for dtype in (torch.float32, torch.float64):
         problem = deqbench.get_problem("tanh", "quick", dtype=dtype)
         result = strategy.run("pinn_grad", problem)
-        assert {s.tol for s in result.solves} == {solver_tol(dtype)}
+        iterative = {s.tol for s in result.solves if s.solver != "dense-lu"}
+        assert iterative == {solver_tol(dtype)}
+        # A small state's solves go through I - J LU-factored once; the check that its J is
+        # per sample allows rounding (1e3 eps), never less than the dtype's tolerance.
+        assert all(s.tol >= solver_tol(dtype) for s in result.solves if s.solver == "dense-lu")
     assert strategy.settings()["f_tol"] == "auto"
     assert strategy.settings(torch.float32)["b_tol"] == solver_tol(torch.float32)
     assert "f_tol=auto" in repr(strategy)

@@ -7,7 +7,7 @@
 import torch
 
 import deqbench
-from deqbench.harness.oracle.torch_oracle import oracle
+from deqbench.harness.oracle import oracle
 
 
 def autograd_derivatives(problem, coords):

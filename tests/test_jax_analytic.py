@@ -20,7 +20,7 @@ from helpers import TIGHT, oracle_answer, problem_instance  # noqa: E402
 import deqbench  # noqa: E402
 from deqbench import jax_solvers  # noqa: E402
 from deqbench.backends import import_jax  # noqa: E402
-from deqbench.harness.oracle.accuracy import relative_errors  # noqa: E402
+from deqbench.harness.oracle import relative_errors  # noqa: E402
 from deqbench.strategies.jax_analytic import taylor_map  # noqa: E402
 
 jax = import_jax()

@@ -21,8 +21,8 @@ from helpers import TIGHT, oracle_answer, problem_instance  # noqa: E402
 import deqbench  # noqa: E402
 from deqbench import jax_solvers, solvers  # noqa: E402
 from deqbench.backends import import_jax, to_numpy  # noqa: E402
-from deqbench.harness.oracle.accuracy import relative_errors  # noqa: E402
-from deqbench.harness.run.matrix import own_strategy_names  # noqa: E402
+from deqbench.harness.oracle import relative_errors  # noqa: E402
+from deqbench.harness.run import own_strategy_names  # noqa: E402
 
 jax = import_jax()
 jnp = jax.numpy

@@ -1,4 +1,7 @@
-"""Memory meters: peak resident set, CUDA allocator peak, bytes autograd saves."""
+"""Memory meters: peak resident set, CUDA allocator peak, bytes autograd saves.
+
+Tests internals by their path: worker.memory's meters.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from deqbench.harness.worker.cell import CellSpec
-from deqbench.harness.worker.measure import MEASURED, MeasureJob
+from deqbench.harness.worker import MEASURED, CellSpec, MeasureJob, deadline_after, run_job
 from deqbench.harness.worker.memory import (
     CudaPeak,
     PeakRSS,
@@ -17,7 +19,6 @@ from deqbench.harness.worker.memory import (
     read_proc_status_bytes,
     saved_tensor_bytes,
 )
-from deqbench.harness.worker.server import deadline_after, run_job
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MB = 1_000_000

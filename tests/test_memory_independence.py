@@ -3,7 +3,7 @@
 import pytest
 
 import deqbench
-from deqbench.harness.worker.memory import saved_tensor_bytes
+from deqbench.harness.worker import saved_tensor_bytes
 
 
 def saved_bytes(strategy: str, query: str, iterations: int) -> int:

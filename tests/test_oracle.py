@@ -2,6 +2,8 @@
 iterations (tanh, vanderpol), and its failure modes.
 
 Nothing here uses a strategy: the oracle is judged only against references of its own kind.
+
+Tests internals by their path: oracle.torch_oracle's private steps.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ import torch
 from torch.func import jvp
 
 import deqbench
+from deqbench.harness.oracle import OracleAnswer, OracleError, oracle, relative_error, relative_errors
 from deqbench.harness.oracle import torch_oracle as oracle_module
-from deqbench.harness.oracle.accuracy import relative_error, relative_errors
-from deqbench.harness.oracle.torch_oracle import OracleAnswer, OracleError, oracle
 from deqbench.problems.base import supported_queries
 from deqbench.queries import QUERIES, UnsupportedQueryError
 

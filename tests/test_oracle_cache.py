@@ -2,6 +2,8 @@
 
 Every cache here lives in a tmp_path; the instances are the quick tanh problem and small
 problems defined by the tests themselves.
+
+Tests internals by their path: oracle.cache's entry format and the cache command's group.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from click.testing import CliRunner
 
 import deqbench
 from deqbench.harness.cli.cache import cache as cache_group
+from deqbench.harness.oracle import OracleAnswer, oracle
 from deqbench.harness.oracle import cache as oracle_cache
 from deqbench.harness.oracle.cache import (
     HEADER_LENGTH,
@@ -31,7 +34,6 @@ from deqbench.harness.oracle.cache import (
     fingerprint,
     keyed_checksum,
 )
-from deqbench.harness.oracle.torch_oracle import OracleAnswer, oracle
 from deqbench.problems.base import Problem
 from deqbench.problems.tanh import TanhDEQ
 

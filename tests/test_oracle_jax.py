@@ -17,9 +17,8 @@ import torch
 from helpers import oracle_answer, problem_instance
 
 import deqbench
+from deqbench.harness.oracle import OracleAnswer, OracleError, relative_error, relative_errors
 from deqbench.harness.oracle import jax_oracle as oracle_jax
-from deqbench.harness.oracle.accuracy import relative_error, relative_errors
-from deqbench.harness.oracle.torch_oracle import OracleAnswer, OracleError
 from deqbench.problems.base import FunctionProblem, supported_queries
 from deqbench.queries import UnsupportedQueryError
 

@@ -17,8 +17,8 @@ import pytest
 from helpers import TIGHT, oracle_answer, problem_instance
 
 import deqbench
-from deqbench.harness.oracle.accuracy import relative_errors
-from deqbench.harness.run.matrix import peer_names
+from deqbench.harness.oracle import relative_errors
+from deqbench.harness.run import peer_names
 from deqbench.queries import QUERIES
 from deqbench.strategies import _peers
 
@@ -147,7 +147,7 @@ def test_a_run_records_a_peer_its_differences_and_its_refusals(tmp_path):
 
 
 def test_peers_are_a_keyword_of_the_strategy_option():
-    from deqbench.harness.run.settings import make_settings
+    from deqbench.harness.run import make_settings
 
     settings = make_settings(strategies="peers", problems="tanh", queries="grad", quick=True)
     assert [s.split(":")[-1] for s in settings.strategies] == peer_names()

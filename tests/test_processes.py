@@ -20,7 +20,7 @@ from helpers import wait_until
 
 import deqbench
 from deqbench.harness.cli.main import main
-from deqbench.harness.oracle.cache import CACHE_ENV
+from deqbench.harness.oracle import CACHE_ENV
 from deqbench.harness.results import rows as results
 from deqbench.harness.worker import server
 

@@ -6,8 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import deqbench
-from deqbench.harness.oracle.accuracy import relative_errors
-from deqbench.harness.oracle.torch_oracle import oracle
+from deqbench.harness.oracle import oracle, relative_errors
 
 random_deqs = st.fixed_dictionaries(
     {

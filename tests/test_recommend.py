@@ -2,6 +2,8 @@
 
 Rows are made here (no worker runs), so each test knows the times, memory and verdicts it
 feeds the report and can check what comes out.
+
+Tests internals by their path: report's units, writer, noise, documents and figure names, results.rows.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from deqbench.harness.cli.main import main
-from deqbench.harness.report import noise, recommend
-from deqbench.harness.report.data import cell_table
+from deqbench.harness.report import cell_table, noise, recommend
 from deqbench.harness.report.figures import figure_name
 from deqbench.harness.report.units import format_bytes, format_memory, format_ratio
 from deqbench.harness.report.writer import markdown_code, markdown_escape

@@ -2,7 +2,11 @@
 folders that resume, names that never collide, tolerances that follow each other, names
 and messages that reach a terminal harmlessly, a cache nobody else can write answers into,
 limits checked before anything is written, training that diverges, and resumes that say
-what code they import."""
+what code they import.
+
+Tests internals by their path where a defect lives inside (the runner, the matrix, safe
+names, training's loop and final table).
+"""
 
 from __future__ import annotations
 
@@ -21,10 +25,11 @@ from click.testing import CliRunner
 import deqbench
 from deqbench.harness.cli.main import main
 from deqbench.harness.options import BadInput
-from deqbench.harness.oracle.cache import CACHE_ENV, OracleCache
+from deqbench.harness.oracle import CACHE_ENV, OracleCache
+from deqbench.harness.references import file_digest
+from deqbench.harness.results import RunFolder, life_cycle
 from deqbench.harness.results import rows as results
 from deqbench.harness.results.rows import Metric, legacy_safe_name, safe_name
-from deqbench.harness.results.run_folder import RunFolder
 from deqbench.harness.run import runner
 from deqbench.harness.run.matrix import plan
 from deqbench.harness.run.settings import ToleranceWarning, make_settings
@@ -310,11 +315,11 @@ def test_resume_names_the_files_it_imports_and_needs_trust_for_outside_or_change
     out = tmp_path / "run"
     new_user_run(out, problem_file)
     assert json.loads((out / "run.json").read_text())["files"] == {
-        str(problem_file): runner.file_digest(problem_file)
+        str(problem_file): file_digest(problem_file)
     }
 
     told = []
-    with pytest.raises(runner.UntrustedFiles, match=f"import code from {problem_file}"):
+    with pytest.raises(life_cycle.UntrustedFiles, match=f"import code from {problem_file}"):
         runner.resume_settings(out, notify=told.append)
     assert told == [f"--resume imports {problem_file} (outside the run folder)"]
     runner.resume_settings(out, trust=True)
@@ -328,11 +333,11 @@ def test_resume_names_the_files_it_imports_and_needs_trust_for_outside_or_change
     run_file = out / "run.json"
     run = json.loads(run_file.read_text())
     run["settings"]["problems"] = [f"{inside}:ShiftedTanh"]
-    run["files"] = {str(inside): runner.file_digest(inside)}
+    run["files"] = {str(inside): file_digest(inside)}
     run_file.write_text(json.dumps(run))
     runner.resume_settings(out)  # inside and unchanged: no trust needed
     inside.write_text(inside.read_text() + "\n# edited\n")
-    with pytest.raises(runner.UntrustedFiles):
+    with pytest.raises(life_cycle.UntrustedFiles):
         runner.resume_settings(out, notify=told.append)
     assert told[-1] == f"--resume imports {inside} (changed since the run started)"
 

@@ -2,6 +2,8 @@
 
 One set of small real runs per module: a sweep (m=4, m=8 in one folder), two runs forcing
 the forward iteration count, and a faulty strategy that fails a claimed-exact query.
+
+Tests internals by their path: report.data's cell table and size parsing.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from helpers import registries_isolated
 
 import deqbench
 from deqbench.harness.cli.main import main
+from deqbench.harness.report import KNOWN_STRATEGIES, strategy_style
 from deqbench.harness.report.data import base_cell, cell_table, load_rows, parse_size
-from deqbench.harness.report.figures import KNOWN_STRATEGIES, strategy_style
 
 FAULTY = Path(__file__).parent / "fixtures" / "faulty_strategies.py"
 STRATEGIES = "analytic,unrolled,implicit-vjp"

@@ -3,9 +3,8 @@
 import pytest
 
 import deqbench
-from deqbench.harness.report.markdown import error_tables, side_by_side_table
-from deqbench.harness.report.ratios import ratio_table
-from deqbench.harness.results.run_folder import RunFolder
+from deqbench.harness.report import error_tables, ratio_table, side_by_side_table
+from deqbench.harness.results import RunFolder
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 import deqbench
 from deqbench.harness.cli.main import main
-from deqbench.harness.oracle.cache import CACHE_ENV
+from deqbench.harness.oracle import CACHE_ENV
+from deqbench.harness.results import RunFolder
 from deqbench.harness.results import rows as results
-from deqbench.harness.results.run_folder import RunFolder
 
 MATRIX = {"strategies": "analytic", "problems": "tanh", "queries": "forward,jvp", "quick": True, "repeats": 1}
 

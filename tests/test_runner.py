@@ -16,10 +16,10 @@ from helpers import wait_until
 
 import deqbench
 from deqbench.harness.options import BadInput
-from deqbench.harness.oracle.cache import CACHE_ENV
+from deqbench.harness.oracle import CACHE_ENV
+from deqbench.harness.results import RunFolder
 from deqbench.harness.results import rows as results
-from deqbench.harness.results.run_folder import RunFolder
-from deqbench.harness.run.settings import make_settings, split_size
+from deqbench.harness.run import make_settings, split_size
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAULTY = FIXTURES / "faulty_strategies.py"

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import deqbench
-from deqbench.harness.oracle.cache import CACHE_ENV, OracleCacheWarning
+from deqbench.harness.oracle import CACHE_ENV, OracleCacheWarning
 from deqbench.harness.results import rows as results
 
 pytestmark = pytest.mark.usefixtures("isolated_registries")
@@ -106,8 +106,7 @@ def test_a_problem_file_edited_between_two_api_calls_is_run_and_graded_as_it_is_
 def test_a_poisoned_cache_entry_cannot_make_a_claimed_exact_cell_wrong(cache_dir):
     """The entry for jvp2 holds implicit-vjp's (wrong) answer under the right key, with a
     valid checksum. Judged on it alone, analytic would be wrong and implicit-vjp ok."""
-    from deqbench.harness.oracle.cache import OracleCache
-    from deqbench.harness.oracle.torch_oracle import OracleAnswer
+    from deqbench.harness.oracle import OracleAnswer, OracleCache
 
     problem = deqbench.get_problem("tanh", "quick")
     wrong = deqbench.query("implicit-vjp", problem, "jvp2").values

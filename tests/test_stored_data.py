@@ -12,8 +12,7 @@ from click.testing import CliRunner
 
 import deqbench
 from deqbench.harness.cli.main import main
-from deqbench.harness.oracle import OracleCache
-from deqbench.harness.oracle.cache import OracleCacheWarning
+from deqbench.harness.oracle import OracleCache, OracleCacheWarning
 from deqbench.harness.results import RunFolder
 
 STORED = Path(__file__).parent / "fixtures" / "stored"

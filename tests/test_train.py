@@ -20,9 +20,8 @@ from helpers import wait_until
 
 import deqbench
 from deqbench.harness.cli.main import main
-from deqbench.harness.results.run_folder import RunFolder
-from deqbench.harness.train.loop import CHECKPOINTS_DIR, load_trajectory, train
-from deqbench.harness.train.tables import flat
+from deqbench.harness.results import RunFolder
+from deqbench.harness.train import CHECKPOINTS_DIR, flat, load_trajectory, train
 
 EXACT = ["analytic", "iterative-backward", "unrolled"]
 QUICK = dict(quick=True, threads=1)
@@ -175,7 +174,7 @@ def test_resume_of_a_folder_that_is_not_a_training_run(tmp_path):
 
 # ------------------------------------------------------------------ models
 def test_physics_terms_sum_to_the_physics_loss():
-    from deqbench.harness.train.settings import physics_problems
+    from deqbench.harness.train import physics_problems
     from deqbench.problems.base import PROBLEMS
 
     for name in physics_problems():
@@ -188,7 +187,7 @@ def test_physics_terms_sum_to_the_physics_loss():
 
 
 def test_the_mlp_baseline_has_the_deqs_size_and_exact_partials():
-    from deqbench.harness.train.models import MlpPinn
+    from deqbench.harness.train import MlpPinn
     from deqbench.problems.base import PROBLEMS
 
     problem = PROBLEMS.get("vanderpol")("default")
@@ -212,7 +211,7 @@ def test_other_physics_problems_train(tmp_path, problem):
 def test_jax_strategies_take_new_parameters_without_a_recompile():
     pytest.importorskip("jax")
     import deqbench
-    from deqbench.harness.train.models import as_torch
+    from deqbench.harness.train import as_torch
 
     problem = deqbench.get_problem("vanderpol", "quick")
     strategy = deqbench.get_strategy("jax-analytic")

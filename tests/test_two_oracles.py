@@ -9,10 +9,9 @@ import pytest
 
 import deqbench
 from deqbench.harness.options import BadInput
-from deqbench.harness.results.status import Status
-from deqbench.harness.run.settings import make_settings
-from deqbench.harness.run.verdicts import ORACLES_AGREE_TOL, OracleResult, judge_against
-from deqbench.harness.worker.measure import MEASURED, Measurement
+from deqbench.harness.results import Status
+from deqbench.harness.run import ORACLES_AGREE_TOL, OracleResult, judge_against, make_settings
+from deqbench.harness.worker import MEASURED, Measurement
 
 TRUTH = np.linspace(1.0, 2.0, 6).reshape(2, 3)
 

@@ -13,8 +13,8 @@ import pytest
 from helpers import TIGHT, oracle_answer, problem_instance
 
 import deqbench
-from deqbench.harness.oracle.accuracy import relative_errors
-from deqbench.harness.run.matrix import build_matrix, own_strategy_names
+from deqbench.harness.oracle import relative_errors
+from deqbench.harness.run import build_matrix, own_strategy_names
 from deqbench.problems.base import PROBLEMS
 from deqbench.queries import QUERIES
 

@@ -3,6 +3,7 @@ settings class, the console, and SIGTERM as Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 from pathlib import Path
@@ -104,6 +105,34 @@ def start_or_resume(ctx: click.Context, resume, defined: dict, resume_run, new_r
     return settings, folder, record, console
 
 
+def resume_option(what: str):
+    """--resume of the commands that run into a folder (run, train); ``what`` says what a
+    resume keeps and runs."""
+    return click.option(
+        "--resume",
+        type=click.Path(path_type=Path),
+        default=None,
+        help=f"{what} Takes no other option.",
+    )
+
+
+@contextlib.contextmanager
+def executing(folder: RunFolder, command: str, kept: str = "finished cells"):
+    """Around a run's execution: Ctrl-C says where ``kept`` are and how to resume (exit 130);
+    bad input met on the way, or a folder that cannot be written, is one line (exit 2)."""
+    from deqbench.harness.results.life_cycle import RunAborted
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(
+            f"interrupted: {kept} are in {folder.path}; deqbench {command} --resume {folder.path}", err=True
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    except (BadInput, RunAborted) as error:
+        fail(str(error))
+
+
 #: --trust of the commands that resume (run, train).
 trust_option = click.option(
     "--trust",
@@ -117,7 +146,7 @@ trust_option = click.option(
 def trusting(resume_run, trust: bool):
     """``resume_run(path, trust, notify)`` for :func:`start_or_resume`: the files it imports
     named on stderr; where they need trust and --trust was not given, a terminal is asked."""
-    from deqbench.harness.run.runner import UntrustedFiles
+    from deqbench.harness.results.life_cycle import UntrustedFiles
 
     def resume(path):
         try:

@@ -10,10 +10,11 @@ import click
 
 from deqbench.harness.cli.common import (
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
+    executing,
     fail,
     interrupt_on_termination,
     out_option,
+    resume_option,
     settings_options,
     start_or_resume,
     trust_option,
@@ -31,12 +32,9 @@ from deqbench.harness.run.settings import ToleranceWarning, make_settings, optio
 @click.command("run")
 @settings_options
 @out_option
-@click.option(
-    "--resume",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Finish an interrupted run: its settings, and the strategy and problem files it names, "
-    "come from DIR/run.json; finished cells are kept, the others run. Takes no other option.",
+@resume_option(
+    "Finish an interrupted run: its settings, and the strategy and problem files it names, "
+    "come from DIR/run.json; finished cells are kept, the others run."
 )
 @trust_option
 @click.option(
@@ -135,16 +133,8 @@ def run_command(
     settings, folder, record, console = start_or_resume(
         ctx, resume, options(), trusting(resume_run, trust), new_run
     )
-    try:
-        with terminal_or_lines() as reporter:
-            rows = runner.execute(settings, folder, record, reporter=reporter, executor=cell_executor)
-    except KeyboardInterrupt:
-        click.echo(
-            f"interrupted: finished cells are in {folder.path}; deqbench run --resume {folder.path}", err=True
-        )
-        sys.exit(EXIT_INTERRUPTED)
-    except (BadInput, runner.RunAborted) as error:
-        fail(str(error))
+    with executing(folder, "run"), terminal_or_lines() as reporter:
+        rows = runner.execute(settings, folder, record, reporter=reporter, executor=cell_executor)
     summary.print_summary(rows, console)
     console.print(summary.next_command(folder.path), highlight=False, soft_wrap=True)
     failing = len(results.failed_cells(rows)) + len(results.unverified_cells(rows))

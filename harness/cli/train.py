@@ -17,16 +17,15 @@ from rich.progress import Progress
 
 from deqbench.harness.cli.common import (
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    fail,
+    executing,
     interrupt_on_termination,
     out_option,
+    resume_option,
     settings_options,
     start_or_resume,
     trust_option,
     trusting,
 )
-from deqbench.harness.options import BadInput
 from deqbench.harness.run.progress import progress_columns
 from deqbench.harness.train.settings import train_options
 
@@ -69,12 +68,9 @@ def train_settings_options(command):
 @click.command("train")
 @train_settings_options
 @out_option
-@click.option(
-    "--resume",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Finish an interrupted training run: its settings come from DIR/run.json; finished cells "
-    "are kept, the others continue from their last checkpoint. Takes no other option.",
+@resume_option(
+    "Finish an interrupted training run: its settings come from DIR/run.json; finished cells "
+    "are kept, the others continue from their last checkpoint."
 )
 @trust_option
 @click.pass_context
@@ -113,18 +109,8 @@ def train_command(ctx: click.Context, out: Path | None, resume: Path | None, tru
     settings, folder, record, console = start_or_resume(
         ctx, resume, train_options(), trusting(train.resume_training, trust), new_training
     )
-    try:
-        with StepProgress() as progress:
-            rows = train.execute_training(settings, folder, record, progress)
-    except KeyboardInterrupt:
-        click.echo(
-            f"interrupted: finished cells and checkpoints are in {folder.path}; "
-            f"deqbench train --resume {folder.path}",
-            err=True,
-        )
-        sys.exit(EXIT_INTERRUPTED)
-    except (BadInput, train.RunAborted) as error:
-        fail(str(error))
+    with executing(folder, "train", kept="finished cells and checkpoints"), StepProgress() as progress:
+        rows = train.execute_training(settings, folder, record, progress)
     from deqbench.harness.train.report import print_final_table
     from deqbench.harness.train.tables import final_table
 

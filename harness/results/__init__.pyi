@@ -2,6 +2,9 @@
 
 from . import rows as rows
 from .files import write_atomically as write_atomically
+from .life_cycle import RunAborted as RunAborted
+from .life_cycle import create_run as create_run
+from .life_cycle import prepare_out as prepare_out
 from .metrics import MetricName as MetricName
 from .rows import COLUMNS as COLUMNS
 from .rows import Metric as Metric

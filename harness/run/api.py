@@ -48,6 +48,7 @@ def run(
     >>> rows[rows.metric == "relative_error"]
     """
     from deqbench.harness.options import BadInput
+    from deqbench.harness.results import life_cycle
     from deqbench.harness.run import runner
     from deqbench.harness.run.executors import make_executor
     from deqbench.harness.run.progress import reporter
@@ -57,7 +58,7 @@ def run(
     if resume is not None:
         if settings:
             raise BadInput(f"resume takes its settings from run.json; drop {', '.join(sorted(settings))}")
-        run_settings, folder, record = runner.resume_settings(resume, trust, runner.notify_on_stderr)
+        run_settings, folder, record = runner.resume_settings(resume, trust, life_cycle.notify_on_stderr)
         if hasattr(cell_executor, "check"):
             cell_executor.check(run_settings)
         with reporter(progress) as report:

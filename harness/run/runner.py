@@ -2,28 +2,33 @@
 
 An executor (:mod:`.executors`) runs the cells, each as :mod:`.cell_run` says (measured
 and judged in worker processes of their own); this module writes each cell's rows to the
-run folder at once, under its lock (:mod:`.run_folder`): a killed run loses only the
-cells in flight, and ``--resume`` finishes the rest.
+run folder at once, under its lock (:mod:`deqbench.harness.results.run_folder`): a killed
+run loses only the cells in flight, and ``--resume`` finishes the rest. The folder's own
+life cycle (where it goes, run.json, what a resume imports) is
+:mod:`deqbench.harness.results.life_cycle`'s, shared with training.
 
-Checks of user input happen before anything is written (:mod:`.settings`,
-:func:`prepare_out`), and raise :class:`~deqbench.harness.options.BadInput` with one line.
+Checks of user input happen before anything is written (:mod:`.settings`, the folder, the
+plan, users' problems), and raise :class:`~deqbench.harness.options.BadInput` with one line.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import shutil
-import sys
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from deqbench.harness.options import BadInput
 from deqbench.harness.oracle.cache import CacheDirectoryError, check_cache_dir, default_cache_dir
-from deqbench.harness.references import file_digest, is_file_reference, referenced_files, resolve_class
+from deqbench.harness.references import is_file_reference, resolve_class
 from deqbench.harness.results import rows as results
+from deqbench.harness.results.life_cycle import (
+    RunAborted,
+    check_resume_imports,
+    create_run,
+    prepare_out,
+)
 from deqbench.harness.results.run_folder import RUN_FILE, FolderInUse, RunFolder, UnreadableRun
 from deqbench.harness.run.cell_run import CellContext, machine_defaults
 from deqbench.harness.run.executors import Executor, LocalExecutor
@@ -33,80 +38,6 @@ from deqbench.harness.run.settings import RunSettings
 from deqbench.harness.worker.cell import CellSpec, ProblemCheck
 from deqbench.harness.worker.server import deadline_after, run_job
 from deqbench.strategies.base import STRATEGIES
-
-
-class RunAborted(RuntimeError):
-    """The run cannot go on (its folder cannot be written); one line for the user."""
-
-
-class UntrustedFiles(BadInput):
-    """--resume would import code from outside its run folder, or code changed since the run
-    started, and was not told to trust it (--trust)."""
-
-
-#: run.json's record of the user files a run imports: absolute path -> sha256 at its start.
-FILES_KEY = "files"
-
-
-# ------------------------------------------------------------------ run folder
-def prepare_out(out: str | os.PathLike | None) -> Path:
-    """Where a new run goes, checked (not created): absent or empty, and creatable."""
-    path = Path(out) if out is not None else Path("results") / results.new_run_id()
-    if RunFolder(path).exists():
-        next_step = what_next(RunFolder(path))
-        raise BadInput(f"--out {path} already holds a run; {next_step}, or choose another --out")
-    if path.exists() and not path.is_dir():
-        raise BadInput(f"--out {path} is a file; accepted: a new or empty folder")
-    if path.is_dir() and any(p.name != ".lock" for p in path.iterdir()):
-        raise BadInput(f"--out {path} is not empty; accepted: a new or empty folder")
-    ancestor = path.absolute()
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise BadInput(f"cannot create --out {path}: {ancestor} is not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise BadInput(f"cannot create --out {path}: {ancestor} is not writable")
-    return path
-
-
-def what_next(folder: RunFolder) -> str:
-    """What to do with an existing run folder: report a complete one, resume the others."""
-    try:
-        planned, done = len(folder.load()["cells"]), len(folder.finished())
-    except (UnreadableRun, KeyError, OSError):
-        return f"finish it with --resume {folder.path}"
-    if done >= planned:
-        cells = counted(planned, "cell", "cells")
-        report = f"deqbench report {folder.path} --out {folder.path}-report"
-        return f"it is complete ({cells} finished): {report}, or deqbench show {folder.path}"
-    return f"{done} of its {planned} cells are finished; finish it with --resume {folder.path}"
-
-
-def create_run(settings: RunSettings, out: Path, cell_ids: list[str], **extra: Any) -> tuple[RunFolder, dict]:
-    """Make the run folder and its run.json (with ``extra`` fields: a training run's
-    ``kind``), under the folder's lock; nothing is left behind if that fails."""
-    folder = RunFolder(out)
-    run = {
-        "run_id": results.new_run_id(),
-        "created": results.utc_now(),
-        **extra,
-        "settings": settings.to_dict(),
-        FILES_KEY: imported_file_hashes(settings.to_dict()),
-        "cells": cell_ids,
-    }
-    existed = out.exists()
-    try:
-        with folder.lock():
-            if folder.exists():  # another run took the folder since prepare_out looked
-                raise BadInput(f"--out {out} already holds a run; finish it with --resume {out}")
-            folder.create(run)
-    except FolderInUse as error:
-        raise BadInput(str(error)) from None
-    except OSError as error:
-        if not existed:
-            shutil.rmtree(out, ignore_errors=True)
-        raise BadInput(f"cannot create --out {out}: {error.strerror or error}") from None
-    return folder, run
 
 
 def new_run(settings: RunSettings, out: str | os.PathLike | None) -> tuple[RunFolder, dict]:
@@ -134,47 +65,6 @@ def check_user_problems(planned: list[PlannedCell], settings: RunSettings) -> No
         if isinstance(outcome, str) and outcome:
             size = ",".join(f"{k}={v}" for k, v in spec.overrides.items()) or spec.preset
             raise BadInput(f"problem {spec.problem} ({size}): {outcome}")
-
-
-def imported_file_hashes(settings: dict[str, Any]) -> dict[str, str | None]:
-    """The strategy and problem files a run's settings name, with their sha256 now."""
-    references = [*settings.get("strategies", []), *settings.get("problems", [])]
-    return {str(path): file_digest(path) for path in referenced_files(references)}
-
-
-def imported_files(folder: RunFolder, run: dict[str, Any]) -> list[tuple[str, list[str]]]:
-    """(file, what makes it need trust) for each file a resume of ``run`` would import:
-    lying outside the run folder, or changed since the run started (per run.json's hashes)."""
-    recorded = run.get(FILES_KEY)
-    files = []
-    for path, digest in imported_file_hashes(run["settings"]).items():
-        concerns = []
-        if not Path(path).resolve().is_relative_to(folder.root.resolve()):
-            concerns.append("outside the run folder")
-        if isinstance(recorded, dict) and path in recorded and recorded[path] != digest:
-            concerns.append("changed since the run started")
-        files.append((path, concerns))
-    return files
-
-
-def check_resume_imports(folder: RunFolder, run: dict[str, Any], trust: bool, notify) -> None:
-    """Tell (``notify``, one line each) which files a resume imports; UntrustedFiles when one
-    lies outside the folder or changed since the run started and ``trust`` is False."""
-    files = imported_files(folder, run)
-    if files and not isinstance(run.get(FILES_KEY), dict):
-        notify(f"{RUN_FILE} (an older deqbench) records no hashes: whether its files changed is unknown")
-    for path, concerns in files:
-        notify(f"--resume imports {path}" + (f" ({', '.join(concerns)})" if concerns else ""))
-    doubtful = [path for path, concerns in files if concerns]
-    if doubtful and not trust:
-        raise UntrustedFiles(
-            f"--resume {folder.path} would import code from {', '.join(doubtful)} (outside the run folder "
-            "or changed since the run started); read it, then resume with --trust"
-        )
-
-
-def notify_on_stderr(line: str) -> None:
-    print(line, file=sys.stderr)
 
 
 def resume_settings(

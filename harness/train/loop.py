@@ -39,16 +39,16 @@ from deqbench.harness.options import BadInput
 from deqbench.harness.references import resolve_class
 from deqbench.harness.results import rows as results
 from deqbench.harness.results.files import write_atomically
-from deqbench.harness.results.rows import COLUMNS, Metric, format_size, legacy_safe_name, safe_name
-from deqbench.harness.results.run_folder import RUN_FILE, FolderInUse, RunFolder, UnreadableRun
-from deqbench.harness.results.status import Status
-from deqbench.harness.run.runner import (
+from deqbench.harness.results.life_cycle import (
     RunAborted,
     check_resume_imports,
     create_run,
     notify_on_stderr,
     prepare_out,
 )
+from deqbench.harness.results.rows import COLUMNS, Metric, format_size, legacy_safe_name, safe_name
+from deqbench.harness.results.run_folder import RUN_FILE, FolderInUse, RunFolder, UnreadableRun
+from deqbench.harness.results.status import Status
 from deqbench.harness.train.models import MLP_NAME, DeqModel, MlpPinn
 from deqbench.harness.train.settings import TrainSettings
 from deqbench.harness.worker.measure import device_name, on_cpu, one_line, use_threads
