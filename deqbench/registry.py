@@ -67,6 +67,13 @@ class Registry(Generic[T]):
         self.discover()
         return sorted(self._classes)
 
+    def shipped(self) -> list[str]:
+        """The names of the classes deqbench ships (defined in the package), not those a
+        user's file registered in this process: what "all" means."""
+        return [
+            name for name in self.names() if self._classes[name].__module__.startswith(f"{self.package}.")
+        ]
+
     def get(self, name: str) -> type[T]:
         self.discover()
         try:

@@ -76,3 +76,19 @@ def test_unsupported_query_is_reported_not_raised_deep_inside():
         strategy.run("pinn_grad", problem)
     with pytest.raises(ValueError, match="unknown query 'jvp3'"):
         strategy.run("jvp3", problem)
+
+
+def test_all_means_what_deqbench_ships_not_what_a_users_file_registered():
+    """A problem loaded from a user's file registers its class in this process; "all" (the
+    run's default) still names only deqbench's own, so a later run never picks it up."""
+    from pathlib import Path
+
+    from deqbench.harness.references import resolve_class
+    from deqbench.harness.run import make_settings
+    from deqbench.problems.base import PROBLEMS
+
+    fixture = Path(__file__).parent / "fixtures" / "user_problem.py"
+    user_class = resolve_class(f"{fixture}:ShiftedTanh", "problem")
+    assert user_class.name in PROBLEMS.names()
+    assert user_class.name not in PROBLEMS.shipped()
+    assert user_class.name not in make_settings(problems="all").problems

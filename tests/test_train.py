@@ -234,3 +234,13 @@ def test_peer_strategies_train_where_they_answer_the_physics_gradient(tmp_path, 
     rows = train(peer, "vanderpol", out=tmp_path / peer, steps=2, **QUICK)
     assert set(rows["status"]) == {"ok"}, rows["message"].unique()
     assert peer in set(rows["strategy"])
+
+
+def test_training_from_python_gives_the_process_its_threads_and_cpus_back(tmp_path):
+    """Training measures on one thread and one CPU (--threads 1) in the caller's process; a
+    Python session that trains goes on with its own thread count and CPUs afterwards."""
+    import os
+
+    threads, cpus = torch.get_num_threads(), os.sched_getaffinity(0)
+    train("analytic", "vanderpol", out=tmp_path / "run", steps=2, **QUICK)  # QUICK: --threads 1
+    assert torch.get_num_threads() == threads and os.sched_getaffinity(0) == cpus

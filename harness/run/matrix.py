@@ -53,15 +53,15 @@ def strategy_names() -> list[str]:
 def own_strategy_names() -> list[str]:
     """deqbench's own strategies: the peers (another library's code, ``Strategy.peer``) left
     out, as the full verification matrix and the asv suite take them."""
-    return [name for name in STRATEGIES.names() if STRATEGIES.get(name).peer is None]
+    return [name for name in STRATEGIES.shipped() if STRATEGIES.get(name).peer is None]
 
 
 def peer_names() -> list[str]:
-    return [name for name in STRATEGIES.names() if STRATEGIES.get(name).peer is not None]
+    return [name for name in STRATEGIES.shipped() if STRATEGIES.get(name).peer is not None]
 
 
 def problem_names() -> list[str]:
-    return PROBLEMS.names()
+    return PROBLEMS.shipped()
 
 
 def query_names() -> list[str]:

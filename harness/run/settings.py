@@ -71,19 +71,19 @@ DEFAULT_PROBLEMS = ("tanh", "vanderpol", "mongeampere2d", "digits")
 
 
 def references_parser(kind: str) -> Callable[[Any, str], list[str]]:
-    """Registry names and ``file.py:Class`` references, each checked; "all": every registered
-    one; for strategies, "peers": every peer (``Strategy.peer``); for problems, "default":
+    """Registry names and ``file.py:Class`` references, each checked; "all": every one deqbench
+    ships; for strategies, "peers": every peer (``Strategy.peer``); for problems, "default":
     :data:`DEFAULT_PROBLEMS`."""
     registry = STRATEGIES if kind == "strategy" else PROBLEMS
 
     def parse(value, flag):
         references = []
         for name in parse_names(value, flag):
-            if name == "all":
-                references.extend(registry.names())
+            if name == "all":  # a class a user's file registered in this process is not in it
+                references.extend(registry.shipped())
                 continue
             if name == "peers" and kind == "strategy":  # every peer: other libraries' strategies
-                references.extend(n for n in registry.names() if registry.get(n).peer is not None)
+                references.extend(n for n in registry.shipped() if registry.get(n).peer is not None)
                 continue
             if name == "default" and kind == "problem":
                 references.extend(DEFAULT_PROBLEMS)

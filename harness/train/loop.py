@@ -51,7 +51,7 @@ from deqbench.harness.results.run_folder import RUN_FILE, FolderInUse, RunFolder
 from deqbench.harness.results.status import Status
 from deqbench.harness.train.models import MLP_NAME, DeqModel, MlpPinn
 from deqbench.harness.train.settings import TrainSettings
-from deqbench.harness.worker.measure import device_name, on_cpu, one_line, use_threads
+from deqbench.harness.worker.measure import device_name, on_cpu, one_line, threads_restored, use_threads
 from deqbench.harness.worker.memory import peak_memory
 from deqbench.tolerances import DTYPES
 
@@ -455,9 +455,9 @@ def execute_training(
     cannot be written (the cells and checkpoints written so far are kept for --resume).
     """
     progress = progress or SilentSteps()
-    use_threads(settings.threads, one_cpu=on_cpu(settings.device))  # times compare: XLA's pool too
     try:
-        with folder.lock():
+        with threads_restored(), folder.lock():
+            use_threads(settings.threads, one_cpu=on_cpu(settings.device))  # times compare: XLA's pool too
             folder.remove_partial_files()
             done = folder.finished()
             todo = [cell for cell in plan_cells(settings) if cell.id not in done]

@@ -266,7 +266,7 @@ def trainable_strategies(settings: TrainSettings) -> list[str]:
     def reasons(cls):
         return [r for r in (unable_reason(cls, p, queries) for p in problems) if r]
 
-    able = [name for name in STRATEGIES.names() if not reasons(STRATEGIES.get(name))]
+    able = [name for name in STRATEGIES.shipped() if not reasons(STRATEGIES.get(name))]
     chosen = []
     for name in settings.strategies:
         if name == "all":

@@ -8,6 +8,7 @@ autograd saves, and ``repeats`` timed runs. It never writes results; the parent 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -121,6 +122,20 @@ def use_threads(threads: int | None, *, one_cpu: bool = True) -> None:
     if threads == 1 and one_cpu:
         keep_to_one_cpu()
     configure_xla(threads)
+
+
+@contextlib.contextmanager
+def threads_restored():
+    """Around :func:`use_threads` in a process that lives on (training from Python): torch's
+    thread count and the CPUs the process may use are given back on the way out."""
+    threads = torch.get_num_threads()
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
 
 
 def limit_blas(threads: int) -> None:
