@@ -24,7 +24,7 @@ from deqbench.harness.options import BadInput
 from deqbench.harness.report import summary
 from deqbench.harness.results import rows as results
 from deqbench.harness.run import runner
-from deqbench.harness.run.executors import make_executor
+from deqbench.harness.run.executors import check_executor, make_executor
 from deqbench.harness.run.progress import terminal_or_lines
 from deqbench.harness.run.settings import ToleranceWarning, make_settings, options
 
@@ -139,10 +139,3 @@ def run_command(
     console.print(summary.next_command(folder.path), highlight=False, soft_wrap=True)
     failing = len(results.failed_cells(rows)) + len(results.unverified_cells(rows))
     sys.exit(EXIT_FAILED if failing else 0)
-
-
-def check_executor(cell_executor, settings) -> None:
-    """The executor's own check of the run's settings, where it has one (BadInput)."""
-    check = getattr(cell_executor, "check", None)
-    if check is not None:
-        check(settings)

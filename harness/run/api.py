@@ -50,7 +50,7 @@ def run(
     from deqbench.harness.options import BadInput
     from deqbench.harness.results import life_cycle
     from deqbench.harness.run import runner
-    from deqbench.harness.run.executors import make_executor
+    from deqbench.harness.run.executors import check_executor, make_executor
     from deqbench.harness.run.progress import reporter
     from deqbench.harness.run.settings import make_settings
 
@@ -59,13 +59,11 @@ def run(
         if settings:
             raise BadInput(f"resume takes its settings from run.json; drop {', '.join(sorted(settings))}")
         run_settings, folder, record = runner.resume_settings(resume, trust, life_cycle.notify_on_stderr)
-        if hasattr(cell_executor, "check"):
-            cell_executor.check(run_settings)
+        check_executor(cell_executor, run_settings)
         with reporter(progress) as report:
             return runner.execute(run_settings, folder, record, reporter=report, executor=cell_executor)
     run_settings = make_settings(strategies=strategies, problems=problems, queries=queries, **settings)
-    if hasattr(cell_executor, "check"):
-        cell_executor.check(run_settings)
+    check_executor(cell_executor, run_settings)
     keep = out is not None
     scratch = None if keep else Path(tempfile.mkdtemp(prefix="deqbench-run-"))
     try:

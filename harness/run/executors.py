@@ -135,6 +135,14 @@ class LocalExecutor:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+def check_executor(executor: Executor, settings) -> None:
+    """The executor's own check of the run's settings, where it has one (BadInput): run and
+    resume both ask it before anything is written."""
+    check = getattr(executor, "check", None)
+    if check is not None:
+        check(settings)
+
+
 def make_executor(
     name: str = "local",
     scheduler: str | None = None,
