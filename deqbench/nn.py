@@ -18,7 +18,7 @@ then ``loss.backward()``; ``torch.autograd.functional.jacobian/hessian/jvp/vjp/h
 residual read on the host).
 
 How: the forward solve runs without a graph; the backward solves ``g = J^T g + u`` with a
-solver, without a graph, and the backward of that linear solve is again a linear solve
+solver, without a graph (on a small state, directly: see ``direct_backward``), and the backward of that linear solve is again a linear solve
 (:mod:`deqbench.strategies._implicit_layer`, shared with the `analytic` strategy; the
 mathematics: docs/explanations/mathematics.md). Partial derivatives of ``f`` inside the
 backward passes are taken with
@@ -41,6 +41,7 @@ from torch.func import functional_call
 from deqbench.solvers import SOLVERS, Solution, SolverStats, solve
 from deqbench.strategies._implicit_layer import fixed_point, warn_if_not_converged
 from deqbench.strategies.base import checked_tolerance
+from deqbench.tolerances import solver_tol
 
 __all__ = ["DEQ"]
 
@@ -60,6 +61,16 @@ class DEQ(torch.nn.Module):
         backward_solver, backward_tol, backward_max_iter: every linear solve of the
             backward passes (plain iteration by default: it contracts at the forward's rate,
             and Anderson saves it almost no steps on the layers deqbench measures).
+        direct_backward: with plain iteration as the backward solver and a small state
+            (a (batch, m) state with batch x m^2 at most 2^20), solve the backward systems
+            of a forward call's output directly where higher orders follow (its first
+            backward pass records a graph: ``create_graph=True``, as a PINN's u_t does): J
+            per sample is formed once (one batched reverse pass), I - J LU-factored, and
+            every solve, at any order, is two triangular solves (exact to rounding;
+            statistics name the solver ``dense-lu``). At m = 32 one iterated solve costs
+            ~30 autograd calls, forming J one. A plain first-order backward iterates, and a
+            layer that couples the samples of a batch is detected and iterated. False:
+            always iterate.
     """
 
     def __init__(
@@ -73,6 +84,7 @@ class DEQ(torch.nn.Module):
         backward_solver: str = "fixed_point",
         backward_tol: float | None = None,
         backward_max_iter: int = 500,
+        direct_backward: bool = True,
     ):
         super().__init__()
         if not isinstance(f, torch.nn.Module):
@@ -84,6 +96,7 @@ class DEQ(torch.nn.Module):
         self.backward_tol = checked_tolerance("backward_tol", backward_tol)
         self.max_iter = _checked_iterations("max_iter", max_iter)
         self.backward_max_iter = _checked_iterations("backward_max_iter", backward_max_iter)
+        self.direct_backward = bool(direct_backward)
         #: What the solves of the last forward call did (SolverStats: phase, iterations,
         #: residual, converged), then every backward solve through its output, in order.
         self.stats: list[SolverStats] = []
@@ -112,7 +125,7 @@ class DEQ(torch.nn.Module):
         return (
             f"solver={self.solver!r}, tol={self.tol}, max_iter={self.max_iter}, "
             f"backward_solver={self.backward_solver!r}, backward_tol={self.backward_tol}, "
-            f"backward_max_iter={self.backward_max_iter}"
+            f"backward_max_iter={self.backward_max_iter}, direct_backward={self.direct_backward}"
         )
 
 
@@ -138,8 +151,17 @@ class _ModuleLayer:
         deq = self.deq
         return self._solve("backward", deq.backward_solver, g, z0, deq.backward_tol, deq.backward_max_iter)
 
+    def direct_tol(self, z: torch.Tensor) -> float | None:
+        """The tolerance of direct backward solves: those replace plain iteration only."""
+        if not self.deq.direct_backward or self.deq.backward_solver != "fixed_point":
+            return None
+        return solver_tol(z.dtype) if self.deq.backward_tol is None else self.deq.backward_tol
+
     def _solve(self, phase, solver, g, z0, tol, max_iter) -> torch.Tensor:
-        solution = _solve_any_shape(solver, g, z0, tol, max_iter, phase)
+        return self.checked(_solve_any_shape(solver, g, z0, tol, max_iter, phase))
+
+    def checked(self, solution: Solution) -> torch.Tensor:
+        """The solve's answer, its statistics kept and a shortfall warned about."""
         self.stats.append(solution.stats)
         warn_if_not_converged(solution, "deqbench.nn.DEQ")
         return solution.z

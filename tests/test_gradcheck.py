@@ -13,9 +13,9 @@ import deqbench
 SMALL = {"tanh": {"m": 4, "n": 2, "batch": 2}, "vanderpol": {"m": 4, "batch": 2}}
 
 
-def layer_function(name):
+def layer_function(name, direct=True):
     problem = deqbench.get_problem(name, "quick", **SMALL[name])
-    layer = deqbench.get_strategy("analytic", **TIGHT).layer(problem)
+    layer = deqbench.get_strategy("analytic", **TIGHT).layer(problem, direct=direct)
     names = list(problem.theta)
 
     def z_star(x, *theta_values):
@@ -25,15 +25,22 @@ def layer_function(name):
     return problem, z_star, tuple(t.detach().clone().requires_grad_(True) for t in inputs)
 
 
+#: The layer's backward systems solved directly (LU of I - J: the default on these small
+#: states) and iterated.
+BACKWARDS = pytest.mark.parametrize("direct", [True, False], ids=["direct", "iterated"])
+
+
+@BACKWARDS
 @pytest.mark.parametrize("name", sorted(SMALL))
-def test_gradcheck(name):
-    _, z_star, inputs = layer_function(name)
+def test_gradcheck(name, direct):
+    _, z_star, inputs = layer_function(name, direct)
     assert torch.autograd.gradcheck(z_star, inputs, atol=1e-7, rtol=1e-6)
 
 
+@BACKWARDS
 @pytest.mark.parametrize("name", sorted(SMALL))
-def test_gradgradcheck(name):
-    _, z_star, inputs = layer_function(name)
+def test_gradgradcheck(name, direct):
+    _, z_star, inputs = layer_function(name, direct)
     assert torch.autograd.gradgradcheck(z_star, inputs, atol=1e-7, rtol=1e-6)
 
 

@@ -4,7 +4,8 @@ Its answers on the zoo are test_verification's (the `nn-deq` strategy); here, wh
 module brings: parameters found by named_parameters(), buffers, train/eval, batch shapes,
 float32, warnings, memory, bad input, and derivatives checked against finite differences
 (gradcheck, gradgradcheck) and against autograd through an unrolled iteration (third order,
-and a PINN loss written the way a PINN user writes it).
+and a PINN loss written the way a PINN user writes it), each with the backward systems
+solved directly (the default on these small states) and iterated (``direct_backward=False``).
 """
 
 from __future__ import annotations
@@ -59,9 +60,13 @@ def test_parameters_are_the_modules():
     assert "f.scale" in dict(deq.named_buffers())
 
 
-def test_gradcheck_and_gradgradcheck_in_x_and_parameters():
+BACKWARDS = pytest.mark.parametrize("direct", [True, False], ids=["direct", "iterated"])
+
+
+@BACKWARDS
+def test_gradcheck_and_gradgradcheck_in_x_and_parameters(direct):
     cell = Cell()
-    deq = DEQ(cell, M, **TIGHT)
+    deq = DEQ(cell, M, **TIGHT, direct_backward=direct)
     x, params = inputs(2), list(cell.parameters())
 
     def z_star(x_, *values):
@@ -83,9 +88,10 @@ def third_derivative_loss_gradient(z_of_x, cell, x):
     return d, torch.autograd.grad((d**2).sum(), list(cell.parameters()))
 
 
-def test_third_order_matches_autograd_through_the_unrolled_iteration():
+@BACKWARDS
+def test_third_order_matches_autograd_through_the_unrolled_iteration(direct):
     cell = Cell()
-    deq = DEQ(cell, M, **TIGHT)
+    deq = DEQ(cell, M, **TIGHT, direct_backward=direct)
     x = inputs()
     d3, grads = third_derivative_loss_gradient(deq, cell, x)
     d3_ref, grads_ref = third_derivative_loss_gradient(lambda x_: unrolled(cell, x_), cell, x)
@@ -110,9 +116,13 @@ def pinn_gradient(z_of_x, cell, head):
     return [torch.zeros_like(p) if p.grad is None else p.grad for p in parameters]
 
 
-def test_pinn_loss_backward_is_exact():
+@BACKWARDS
+def test_pinn_loss_backward_is_exact(direct):
     cell, head = Cell(), torch.nn.Linear(M, 1, dtype=torch.float64)
-    mine = pinn_gradient(DEQ(cell, M, **TIGHT), cell, head)
+    deq = DEQ(cell, M, **TIGHT, direct_backward=direct)
+    mine = pinn_gradient(deq, cell, head)
+    backward_solvers = {s.solver for s in deq.stats if s.phase == "backward"}
+    assert backward_solvers == ({"dense-lu"} if direct else {"fixed_point"})
     reference = pinn_gradient(lambda x_: unrolled(cell, x_), cell, head)
     for a, b in zip(mine, reference, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
@@ -188,7 +198,7 @@ def test_every_solve_that_falls_short_warns_and_the_layer_keeps_its_statistics()
     x = inputs()
     with pytest.warns(deqbench.NotConvergedWarning, match="forward solve"):
         DEQ(Cell(), M, max_iter=2)(x)
-    deq = DEQ(Cell(), M, backward_max_iter=2)
+    deq = DEQ(Cell(), M, backward_max_iter=2, direct_backward=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the forward converges: no warning yet
         z = deq(x)
@@ -206,7 +216,15 @@ def graph_size_of_a_second_order_gradient(iterations: int) -> tuple[int, int]:
     Walked from the gradient's grad_fn (saved_tensors_hooks cannot meter it: torch.func,
     which the backward calls for partials, refuses them); an iteration recorded by autograd
     would add nodes and saved tensors per step."""
-    deq = DEQ(Cell(), M, tol=0, backward_tol=0, max_iter=iterations, backward_max_iter=iterations)
+    deq = DEQ(
+        Cell(),
+        M,
+        tol=0,
+        backward_tol=0,
+        max_iter=iterations,
+        backward_max_iter=iterations,
+        direct_backward=False,
+    )
     x = inputs()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", deqbench.NotConvergedWarning)
@@ -226,6 +244,41 @@ def graph_size_of_a_second_order_gradient(iterations: int) -> tuple[int, int]:
             saved += tensor.nbytes
         stack.extend(next_node for next_node, _ in node.next_functions)
     return len(nodes), saved
+
+
+def test_direct_backward_only_where_more_solves_follow():
+    """J's factors cost more than one iterated solve: a plain first-order backward iterates
+    (again when run twice: the same digits), one that records its graph (create_graph)
+    factors."""
+    deq, x = DEQ(Cell(), M, **TIGHT), inputs()
+    deq(x).sum().backward()
+    assert [s.solver for s in deq.stats if s.phase == "backward"] == ["fixed_point"]
+    (gx,) = torch.autograd.grad(deq(x).sum(), x, create_graph=True)
+    gx.sum().backward()
+    assert {s.solver for s in deq.stats if s.phase == "backward"} == {"dense-lu"}
+    z = deq(x)
+    z.sum().backward(retain_graph=True)
+    z.sum().backward()
+    assert [s.solver for s in deq.stats if s.phase == "backward"] == ["fixed_point", "fixed_point"]
+
+
+class BatchCoupledCell(Cell):
+    """Cell plus a pull towards the batch's mean state: J is not block-diagonal per sample."""
+
+    def forward(self, z, x):
+        return super().forward(z, x) + 0.2 * z.mean(dim=0, keepdim=True)
+
+
+def test_direct_backward_falls_back_to_iterating_on_a_layer_that_couples_samples():
+    cell = BatchCoupledCell()
+    deq = DEQ(cell, M, **TIGHT)
+    x = inputs()
+    d3, grads = third_derivative_loss_gradient(deq, cell, x)
+    d3_ref, grads_ref = third_derivative_loss_gradient(lambda x_: unrolled(cell, x_), cell, x)
+    torch.testing.assert_close(d3, d3_ref, rtol=1e-9, atol=1e-11)
+    for mine, reference in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(mine, reference, rtol=1e-9, atol=1e-11)
+    assert {s.solver for s in deq.stats if s.phase == "backward"} == {"fixed_point"}
 
 
 def test_memory_does_not_grow_with_iterations():
