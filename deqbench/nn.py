@@ -18,12 +18,13 @@ then ``loss.backward()``; ``torch.autograd.functional.jacobian/hessian/jvp/vjp/h
 residual read on the host).
 
 How: the forward solve runs without a graph; the backward solves ``g = J^T g + u`` with a
-solver, without a graph (on a small state, directly: see ``direct_backward``), and the backward of that linear solve is again a linear solve
+solver, without a graph (on a small state, directly: see ``direct_backward``), and the
+backward of that linear solve is again a linear solve
 (:mod:`deqbench.strategies._implicit_layer`, shared with the `analytic` strategy; the
 mathematics: docs/explanations/mathematics.md). Partial derivatives of ``f`` inside the
-backward passes are taken with
-``torch.func.functional_call`` on (z, x, parameters) as independent arguments, so nothing
-iterates inside the autograd graph: memory does not grow with iterations at any order.
+backward passes are taken on (z, x, parameters) as independent arguments (the parameters
+through ``torch.func.functional_call``), so nothing iterates inside the autograd graph:
+memory does not grow with iterations at any order.
 
 Buffers and ``train()``/``eval()`` are the module's own: the layer calls it as it is.
 Every solve, forward or backward, that stops short of its tolerance warns

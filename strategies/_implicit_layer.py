@@ -16,9 +16,13 @@ incoming cotangent c,
     d rhs  <-  r = (I - A^T)^{-1} c          (a solve with the other operator)
     d p    <-  d/dp <r, A(p) y>              (p: theta, x, z; r and y stay differentiable)
 
-Partial derivatives inside the backward passes come from torch.func, which treats z, x and
-theta as independent arguments; plain autograd.grad would follow z back to theta through
-this very Function (a total derivative, and an endless recursion). This is how
+Partial derivatives inside the backward passes treat z, x and theta as independent
+arguments: plain autograd.grad by theta itself would follow z back to theta through this
+very Function (a total derivative, and an endless recursion). So f is evaluated on
+*aliases*, views of z, x and theta (:func:`_aliases`), and differentiated by those: a
+path through an alias is the only one counted, and the answer stays connected to z, x and
+theta for the next order. Inside a user's torch.func transform, which refuses that, the
+partials come from torch.func (about twice as slow on the PINN queries). This is how
 gradcheck/gradgradcheck verify `analytic`, and how a user trains with it.
 
 Every solve, forward or in a backward pass, warns (:class:`deqbench.NotConvergedWarning`)
@@ -32,31 +36,71 @@ from __future__ import annotations
 import warnings
 
 import torch
+from torch._C._functorch import maybe_current_level
 from torch.func import grad, jvp, vjp
 
 from deqbench.queries import NotConvergedWarning
 from deqbench.solvers import Solution
-from deqbench.strategies._linearization import DENSE_MAX_ENTRIES, DenseSolve, Linearization
+from deqbench.strategies._linearization import (
+    DENSE_MAX_ENTRIES,
+    DenseSolve,
+    Linearization,
+    grad_retained,
+    grad_with_graph,
+)
+
+
+def _aliases(arguments):
+    """Each argument as a tensor of its own to differentiate by: a view (still connected to
+    the argument, so what is computed from it stays differentiable at the next order) where
+    the argument has a graph, a fresh leaf where it has none. Derivatives by an alias follow
+    only the paths through that alias: partial, not total, derivatives of f, although z
+    itself depends on theta and x."""
+    return [a.view_as(a) if a.requires_grad else a.detach().requires_grad_(True) for a in arguments]
+
+
+def _reverse(output, wrt, cotangent=None):
+    """<cotangent, d output / d wrt>, with a graph where the backward pass records one."""
+    if torch.is_grad_enabled():  # the caller's create_graph: differentiable again
+        return grad_with_graph(output, wrt, cotangent)
+    return grad_retained(output, wrt, cotangent)
+
+
+def _in_torch_func() -> bool:
+    """Inside a torch.func transform (a user's torch.func.grad of the layer), where plain
+    autograd on fresh leaves is refused: partials by torch.func there."""
+    return maybe_current_level() is not None
 
 
 def _partial_vjp(layer, arguments, cotangent):
     """Partial vjp of f(theta, x, z) w.r.t. each of (z, x, *theta_values), independently."""
-
-    def f_of(z_, x_, *theta_):
-        return layer.f(theta_, x_, z_)
-
-    _, vjp_fn = vjp(f_of, *arguments)
-    return vjp_fn(cotangent)
+    if _in_torch_func():
+        _, vjp_fn = vjp(lambda z_, x_, *theta_: layer.f(theta_, x_, z_), *arguments)
+        return vjp_fn(cotangent)
+    records_graph = torch.is_grad_enabled()
+    with torch.enable_grad():
+        z_, x_, *theta_ = aliases = _aliases(arguments)
+        out = layer.f(tuple(theta_), x_, z_)
+        with torch.set_grad_enabled(records_graph):
+            return _reverse(out, aliases, cotangent)
 
 
 def _bilinear_partials(layer, arguments, left, right):
-    """Partials of <left, J(z, x, theta) right> w.r.t. (z, x, *theta_values)."""
+    """Partials of <left, J(z, x, theta) right> = <J^T left, right> w.r.t. (z, x,
+    *theta_values)."""
+    if _in_torch_func():
 
-    def bilinear(z_, x_, *theta_):
-        f_at = lambda zz: layer.f(theta_, x_, zz)  # noqa: E731
-        return (left * jvp(f_at, (z_,), (right,))[1]).sum()
+        def bilinear(z_, x_, *theta_):
+            return (left * jvp(lambda zz: layer.f(theta_, x_, zz), (z_,), (right,))[1]).sum()
 
-    return grad(bilinear, argnums=tuple(range(len(arguments))))(*arguments)
+        return grad(bilinear, argnums=tuple(range(len(arguments))))(*arguments)
+    records_graph = torch.is_grad_enabled()
+    with torch.enable_grad():
+        z_, x_, *theta_ = aliases = _aliases(arguments)
+        (transposed,) = grad_with_graph(layer.f(tuple(theta_), x_, z_), [z_], left)
+        pairing = (transposed * right).sum()
+        with torch.set_grad_enabled(records_graph):
+            return _reverse(pairing, aliases)
 
 
 class _Solves:
