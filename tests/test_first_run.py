@@ -143,6 +143,8 @@ def test_the_summary_never_calls_a_deviation_a_bare_wrong_and_ends_with_the_next
     assert "2 cells: 1 ok, 1 deviates, not claimed exact." in text
     assert "analytic-seed/tanh/jvp2: deviates, not claimed exact: relative error" in text
     assert ": wrong" not in text
+    last_line = text.strip().splitlines()[-1]  # the counts close the summary, after the notes
+    assert last_line.startswith("2 cells: 1 ok, 1 deviates, not claimed exact.")
     assert summary.next_command(tmp_path / "run") == (
         f"results: {tmp_path}/run; next: deqbench report {tmp_path}/run --out {tmp_path}/run-report"
     )

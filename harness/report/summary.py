@@ -197,7 +197,9 @@ def render(rows: pd.DataFrame) -> Group:
     instances = rows.groupby(["problem", "size"], sort=False, dropna=False)
     metrics = metrics_by_cell(rows)
     tables = [instance_table(subset, metrics) for _, subset in instances]
-    return Group(*tables, Text(LEGEND, style="dim"), status_counts(rows), *notes(rows))
+    # The counts last, just above the next command: after a long run they are what a reader
+    # looks for, not under a page of per-cell notes.
+    return Group(*tables, Text(LEGEND, style="dim"), *notes(rows), status_counts(rows))
 
 
 def print_summary(rows: pd.DataFrame, console: Console | None = None) -> None:
