@@ -174,8 +174,15 @@ def test_resume_of_a_folder_that_is_not_a_training_run(tmp_path):
 
 # ------------------------------------------------------------------ models
 def test_physics_terms_sum_to_the_physics_loss():
+    from deqbench.harness.references import resolve_class
     from deqbench.harness.train import physics_problems
     from deqbench.problems.base import PROBLEMS
+
+    # A user's file loaded earlier in the process (as test_reliability does, sometimes in
+    # the same worker) registers its classes too: deqbench's problems only, here.
+    mistaken = Path(__file__).parent / "fixtures" / "mistaken_problems.py"
+    assert resolve_class(f"{mistaken}:FourthOrder", "problem").name in PROBLEMS.names()
+    assert "mistaken-fourth-order" not in physics_problems()
 
     for name in physics_problems():
         problem = PROBLEMS.get(name)("quick")

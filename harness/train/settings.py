@@ -228,11 +228,14 @@ def check_trainable_problem(reference: str, settings: TrainSettings) -> None:
 
 
 def physics_problems() -> list[str]:
+    """The problems deqbench ships that have a physics loss to train on (a user's problem
+    comes by its file path, and classes other code registered in this process are not
+    deqbench's to offer)."""
     from deqbench.problems.base import PROBLEMS
 
     return [
         name
-        for name in PROBLEMS.names()
+        for name in PROBLEMS.shipped()
         if PROBLEMS.get(name).physics_loss is not None and PROBLEMS.get(name).physics_partials
     ]
 
