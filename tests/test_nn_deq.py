@@ -88,16 +88,22 @@ def third_derivative_loss_gradient(z_of_x, cell, x):
     return d, torch.autograd.grad((d**2).sum(), list(cell.parameters()))
 
 
-@BACKWARDS
-def test_third_order_matches_autograd_through_the_unrolled_iteration(direct):
-    cell = Cell()
-    deq = DEQ(cell, M, **TIGHT, direct_backward=direct)
+def assert_third_order_matches_unrolled(deq, cell):
+    """The third derivative along a line and its loss's parameter gradient, through the
+    layer and through autograd of the unrolled iteration, agree."""
     x = inputs()
     d3, grads = third_derivative_loss_gradient(deq, cell, x)
     d3_ref, grads_ref = third_derivative_loss_gradient(lambda x_: unrolled(cell, x_), cell, x)
     torch.testing.assert_close(d3, d3_ref, rtol=1e-9, atol=1e-11)
     for mine, reference in zip(grads, grads_ref, strict=True):
         torch.testing.assert_close(mine, reference, rtol=1e-9, atol=1e-11)
+
+
+@BACKWARDS
+def test_third_order_matches_autograd_through_the_unrolled_iteration(direct):
+    cell = Cell()
+    deq = DEQ(cell, M, **TIGHT, direct_backward=direct)
+    assert_third_order_matches_unrolled(deq, cell)
 
 
 def pinn_gradient(z_of_x, cell, head):
@@ -272,12 +278,7 @@ class BatchCoupledCell(Cell):
 def test_direct_backward_falls_back_to_iterating_on_a_layer_that_couples_samples():
     cell = BatchCoupledCell()
     deq = DEQ(cell, M, **TIGHT)
-    x = inputs()
-    d3, grads = third_derivative_loss_gradient(deq, cell, x)
-    d3_ref, grads_ref = third_derivative_loss_gradient(lambda x_: unrolled(cell, x_), cell, x)
-    torch.testing.assert_close(d3, d3_ref, rtol=1e-9, atol=1e-11)
-    for mine, reference in zip(grads, grads_ref, strict=True):
-        torch.testing.assert_close(mine, reference, rtol=1e-9, atol=1e-11)
+    assert_third_order_matches_unrolled(deq, cell)
     assert {s.solver for s in deq.stats if s.phase == "backward"} == {"fixed_point"}
 
 
